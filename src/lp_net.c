@@ -1,0 +1,162 @@
+/*
+ * lp_net.c -- the few sockets a process runner needs: nonblocking TCP connects for
+ * readiness probes, Unix sockets for notify=systemd and the daemon's status socket.
+ */
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "lprocess.h"
+
+/* tcp_connect(host, port) -> fd with the connect in progress (poll it for "w", then
+ * sockerror), or nil, msg, errno when it failed at once. */
+static int l_tcp_connect(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+  char serv[16];
+  snprintf(serv, sizeof serv, "%d", (int)port);
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  int gai = getaddrinfo(host, serv, &hints, &ai);
+  if (gai != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "connect %s:%d: %s", host, (int)port, gai_strerror(gai));
+    lua_pushinteger(L, EINVAL);
+    return 3;
+  }
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(ai);
+    return lp_fail(L, errno, "socket");
+  }
+  int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+  freeaddrinfo(ai);
+  if (r < 0 && errno != EINPROGRESS && errno != EINTR) {
+    int e = errno;
+    close(fd);
+    return lp_failf(L, e, "connect %s:%d", host, (int)port);
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_sockerror(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1), err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return lp_fail(L, errno, "getsockopt");
+  lua_pushinteger(L, err);
+  return 1;
+}
+
+static int unix_addr(lua_State *L, int arg, struct sockaddr_un *sa) {
+  size_t len;
+  const char *path = luaL_checklstring(L, arg, &len);
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (len >= sizeof sa->sun_path) luaL_argerror(L, arg, "socket path too long");
+  memcpy(sa->sun_path, path, len);
+  /* a leading '@' names an abstract socket, as systemd's NOTIFY_SOCKET does */
+  if (path[0] == '@') sa->sun_path[0] = '\0';
+  return (int)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
+}
+
+static int socktype(lua_State *L, int arg) {
+  static const char *const types[] = {"stream", "dgram", NULL};
+  return luaL_checkoption(L, arg, "stream", types) == 0 ? SOCK_STREAM : SOCK_DGRAM;
+}
+
+/* unix_listen(path [, "stream"|"dgram"]) -> fd (nonblocking) */
+static int l_unix_listen(lua_State *L) {
+  struct sockaddr_un sa;
+  int alen = unix_addr(L, 1, &sa), type = socktype(L, 2);
+  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return lp_fail(L, errno, "socket");
+  if (bind(fd, (struct sockaddr *)&sa, (socklen_t)alen) < 0
+      || (type == SOCK_STREAM && listen(fd, 64) < 0)) {
+    int e = errno;
+    close(fd);
+    return lp_failf(L, e, "bind %s", lua_tostring(L, 1));
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* unix_connect(path [, type]) -> fd (blocking connect, then nonblocking) */
+static int l_unix_connect(lua_State *L) {
+  struct sockaddr_un sa;
+  int alen = unix_addr(L, 1, &sa), type = socktype(L, 2);
+  int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return lp_fail(L, errno, "socket");
+  if (LP_RETRY(connect(fd, (struct sockaddr *)&sa, (socklen_t)alen)) < 0) {
+    int e = errno;
+    close(fd);
+    return lp_failf(L, e, "connect %s", lua_tostring(L, 1));
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_accept(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int c = (int)LP_RETRY(accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  if (c < 0) {
+    if (errno == EAGAIN || errno == ECONNABORTED) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    return lp_fail(L, errno, "accept");
+  }
+  lua_pushinteger(L, c);
+  return 1;
+}
+
+static int l_recv(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, 65536);
+  luaL_argcheck(L, n > 0, 2, "size must be positive");
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, (size_t)n);
+  ssize_t got = LP_RETRY(recv(fd, p, (size_t)n, MSG_DONTWAIT));
+  if (got < 0) {
+    if (errno == EAGAIN) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    return lp_fail(L, errno, "recv");
+  }
+  luaL_pushresultsize(&b, (size_t)got);
+  return 1;
+}
+
+static int l_send(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  ssize_t n = LP_RETRY(send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT));
+  if (n < 0) {
+    if (errno == EAGAIN) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    return lp_fail(L, errno, "send");
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+void lp_open_net(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"tcp_connect", l_tcp_connect}, {"sockerror", l_sockerror},
+    {"unix_listen", l_unix_listen}, {"unix_connect", l_unix_connect},
+    {"accept", l_accept}, {"recv", l_recv}, {"send", l_send}, {NULL, NULL}
+  };
+  luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,525 @@
+/*
+ * lp_spawn.c -- starting processes: spawn, fork, exec, _exit.
+ *
+ * Caveats
+ * - spawn's default method is clone(CLONE_VM|CLONE_VFORK), as glibc's posix_spawn
+ *   does: the child borrows the parent's memory until it execs, so it costs the same
+ *   from a 1 GB heap as from an empty one. The child runs only async-signal-safe code,
+ *   on a stack of its own, with every signal blocked until just before execve, and
+ *   reports a failed step by writing into the request the suspended parent holds.
+ *   method = "fork" uses fork() and a close-on-exec error pipe instead.
+ * - Between fork/clone and exec the child resets every caught or ignored signal to
+ *   its default and clears its signal mask, whatever the parent had.
+ * - close_fds (the default) marks every descriptor above 2 close-on-exec with
+ *   close_range(CLOSE_RANGE_CLOEXEC) before the fds map is applied, so nothing but
+ *   0, 1, 2 and what was asked for reaches the new program.
+ * - PATH is searched in the child with one execve per directory (as execvp does,
+ *   but without its /bin/sh fallback on ENOEXEC): PATH comes from `env` when given,
+ *   else from the parent's environment.
+ * - Credentials are changed with raw syscalls: glibc's setuid() would try to
+ *   synchronise the parent's threads from a child that shares its memory.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "lprocess.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+extern char **environ;
+
+enum stage {
+  ST_NONE, ST_SETSID, ST_SETPGID, ST_FD, ST_RLIMIT, ST_SETGROUPS, ST_SETGID,
+  ST_SETUID, ST_PDEATHSIG, ST_CHDIR, ST_EXEC
+};
+
+struct fdmap { int child, parent; };
+struct limit { int res; struct rlimit rl; };
+
+/* What the child is to do, and (written by the child) what went wrong. */
+struct req {
+  const char *file;
+  char *const *argv;
+  char *const *envp;
+  const char *path_env;
+  const char *cwd;
+  int setsid, pgid_set, pdeathsig, umask_set, close_fds;
+  pid_t pgid, parent;
+  mode_t mask;
+  int nfds;
+  struct fdmap *fds;
+  int nlimits;
+  struct limit *limits;
+  int gid_set, uid_set, groups_set, ngroups;
+  gid_t gid;
+  uid_t uid;
+  gid_t *groups;
+  int errpipe;            /* fork method: where the child reports */
+  int err, stage, arg;    /* the child's report */
+};
+
+struct report { int err, stage, arg; };
+
+/* ---- the child side: async-signal-safe only ---- */
+
+static void child_fail(struct req *r, int stage, int arg) __attribute__((noreturn));
+static void child_fail(struct req *r, int stage, int arg) {
+  r->err = errno;
+  r->stage = stage;
+  r->arg = arg;
+  if (r->errpipe >= 0) {
+    struct report rep = { r->err, stage, arg };
+    ssize_t n = LP_RETRY(write(r->errpipe, &rep, sizeof rep));
+    (void)n;
+  }
+  _exit(127);
+}
+
+static void child_cloexec_all(void) {
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  /* Kernels before 5.11: walk the descriptor table. */
+  struct rlimit rl;
+  long top = 65536;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+      && (long)rl.rlim_cur < top)
+    top = (long)rl.rlim_cur;
+  for (int fd = 3; fd < top; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static void child_fds(struct req *r) {
+  int top = 2;
+  for (int i = 0; i < r->nfds; i++)
+    if (r->fds[i].child > top) top = r->fds[i].child;
+  if (r->close_fds) child_cloexec_all();
+  /* Move every source (and the error pipe) above all targets first, so that no
+   * dup2 below can overwrite a descriptor another mapping still has to read. */
+  if (r->errpipe >= 0 && r->errpipe <= top) {
+    int nfd = fcntl(r->errpipe, F_DUPFD_CLOEXEC, top + 1);
+    if (nfd >= 0) r->errpipe = nfd;
+  }
+  for (int i = 0; i < r->nfds; i++) {
+    if (r->fds[i].parent > top) continue;
+    int nfd = fcntl(r->fds[i].parent, F_DUPFD_CLOEXEC, top + 1);
+    if (nfd < 0) child_fail(r, ST_FD, r->fds[i].child);
+    r->fds[i].parent = nfd;
+  }
+  for (int i = 0; i < r->nfds; i++)
+    if (dup2(r->fds[i].parent, r->fds[i].child) < 0)
+      child_fail(r, ST_FD, r->fds[i].child);
+}
+
+static void child_signals(void) {
+  struct sigaction sa;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sigaction(sig, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL) continue;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, NULL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* execve, searching PATH when the name has no slash. Returns with errno set. */
+static void exec_search(const char *file, char *const argv[], char *const envp[],
+                        const char *path_env) {
+  if (strchr(file, '/')) {
+    execve(file, argv, envp);
+    return;
+  }
+  char buf[PATH_MAX];
+  size_t flen = strlen(file);
+  int eacces = 0, last = ENOENT;
+  const char *p = path_env;
+  for (;;) {
+    const char *end = strchrnul(p, ':');
+    size_t dlen = (size_t)(end - p);
+    if (dlen + flen + 2 <= sizeof buf) {
+      if (dlen) {
+        memcpy(buf, p, dlen);
+        buf[dlen++] = '/';
+      }
+      memcpy(buf + dlen, file, flen + 1);
+      execve(buf, argv, envp);
+      switch (errno) {
+      case EACCES: eacces = 1; break;
+      case ENOENT: case ENOTDIR: case ENAMETOOLONG: case ELOOP: case ESTALE:
+      case ENODEV: case ETIMEDOUT: last = ENOENT; break;
+      default: return;  /* found but not runnable: ENOEXEC, E2BIG, ... */
+      }
+    }
+    if (!*end) break;
+    p = end + 1;
+  }
+  errno = eacces ? EACCES : last;
+}
+
+static int child_main(void *arg) {
+  struct req *r = arg;
+  if (r->setsid) {
+    if (setsid() < 0) child_fail(r, ST_SETSID, 0);
+  } else if (r->pgid_set && setpgid(0, r->pgid) < 0) {
+    child_fail(r, ST_SETPGID, (int)r->pgid);
+  }
+  child_fds(r);
+  for (int i = 0; i < r->nlimits; i++)
+    if (setrlimit(r->limits[i].res, &r->limits[i].rl) < 0)
+      child_fail(r, ST_RLIMIT, i);
+  if (r->umask_set) umask(r->mask);
+  if (r->groups_set && syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
+    child_fail(r, ST_SETGROUPS, 0);
+  if (r->gid_set && syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0)
+    child_fail(r, ST_SETGID, (int)r->gid);
+  if (r->uid_set && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
+    child_fail(r, ST_SETUID, (int)r->uid);
+  /* After the credential change, which clears the parent-death signal. */
+  if (r->pdeathsig) {
+    if (prctl(PR_SET_PDEATHSIG, r->pdeathsig) < 0) child_fail(r, ST_PDEATHSIG, 0);
+    if (getppid() != r->parent) _exit(128 + r->pdeathsig);  /* parent already gone */
+  }
+  if (r->cwd && chdir(r->cwd) < 0) child_fail(r, ST_CHDIR, 0);
+  child_signals();
+  exec_search(r->file, r->argv, r->envp, r->path_env);
+  child_fail(r, ST_EXEC, 0);
+}
+
+/* ---- the parent side ---- */
+
+#define CHILD_STACK (64 * 1024)
+static char *child_stack;
+
+static pid_t start_clone(struct req *r, int *pidfd) {
+  if (!child_stack) {
+    void *p = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) return -1;
+    child_stack = p;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+  if (pidfd) flags |= CLONE_PIDFD;
+  pid_t pid = clone(child_main, child_stack + CHILD_STACK, flags, r, pidfd);
+  int e = errno;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  errno = e;
+  return pid;
+}
+
+static pid_t start_fork(struct req *r) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid == 0) {
+    r->errpipe = p[1];
+    child_main(r);
+  }
+  int e = errno;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  close(p[1]);
+  if (pid > 0) {
+    struct report rep;
+    ssize_t n = LP_RETRY(read(p[0], &rep, sizeof rep));
+    if (n == (ssize_t)sizeof rep) {
+      r->err = rep.err;
+      r->stage = rep.stage;
+      r->arg = rep.arg;
+    }
+  }
+  close(p[0]);
+  errno = e;
+  return pid;
+}
+
+static int rlimit_name_at(struct req *r, int i, char *buf, size_t n) {
+  static const char *const names[] = {"as", "core", "cpu", "data", "fsize", "memlock",
+    "nofile", "nproc", "rss", "stack", "locks", "msgqueue", "nice", "rtprio",
+    "sigpending", NULL};
+  for (int k = 0; names[k]; k++)
+    if (lp_rlimit_resource(names[k]) == r->limits[i].res)
+      return snprintf(buf, n, "%s", names[k]);
+  return snprintf(buf, n, "%d", r->limits[i].res);
+}
+
+static int push_child_error(lua_State *L, struct req *r) {
+  char what[64];
+  switch (r->stage) {
+  case ST_EXEC:
+    return lp_failf(L, r->err, "%s", r->file);
+  case ST_CHDIR:
+    return lp_failf(L, r->err, "spawn %s: chdir %s", r->file, r->cwd);
+  case ST_FD:
+    return lp_failf(L, r->err, "spawn %s: dup2 to fd %d", r->file, r->arg);
+  case ST_RLIMIT:
+    rlimit_name_at(r, r->arg, what, sizeof what);
+    return lp_failf(L, r->err, "spawn %s: setrlimit %s", r->file, what);
+  case ST_SETSID: return lp_failf(L, r->err, "spawn %s: setsid", r->file);
+  case ST_SETPGID: return lp_failf(L, r->err, "spawn %s: setpgid %d", r->file, r->arg);
+  case ST_SETGROUPS: return lp_failf(L, r->err, "spawn %s: setgroups", r->file);
+  case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %d", r->file, r->arg);
+  case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %d", r->file, r->arg);
+  case ST_PDEATHSIG: return lp_failf(L, r->err, "spawn %s: prctl", r->file);
+  default: return lp_failf(L, r->err, "spawn %s", r->file);
+  }
+}
+
+/* ---- building the request from Lua ---- */
+
+/* execve takes char *const[] but never writes through it; Lua's strings are const. */
+static char *unconst(const char *s) {
+  union { const char *c; char *m; } u;
+  u.c = s;
+  return u.m;
+}
+
+/* argv from the array at idx; strings only (the facade converts numbers). */
+static char **check_argv(lua_State *L, int idx, const char *what) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "%s: argv must be an array of strings", what);
+  lua_Integer n = luaL_len(L, idx);
+  if (n < 1) luaL_error(L, "%s: argv is empty", what);
+  char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_geti(L, idx, i) != LUA_TSTRING)
+      luaL_error(L, "%s: argv[%d] must be a string, got %s", what, (int)i,
+                 luaL_typename(L, -1));
+    argv[i - 1] = unconst(lua_tostring(L, -1));  /* anchored by the argv table */
+    lua_pop(L, 1);
+  }
+  argv[n] = NULL;
+  return argv;
+}
+
+/* envp from a map {K=V} or an array {"K=V"}; the strings made here are anchored in a
+ * table left on the stack under the array. Sets *path to the env's PATH, if any. */
+static char **check_env(lua_State *L, int idx, const char **path) {
+  idx = lua_absindex(L, idx);
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  lua_createtable(L, (int)n, 0);
+  int anchor = lua_gettop(L);
+  char **envp = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "env: value of '%s' must be a string", lua_tostring(L, -2));
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+    } else {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "env: entries must be \"K=V\" strings");
+      lua_pushvalue(L, -1);
+    }
+    const char *kv = lua_tostring(L, -1);
+    lua_rawseti(L, anchor, (lua_Integer)i + 1);
+    lua_pop(L, 1);
+    envp[i++] = unconst(kv);
+    if (strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
+  }
+  envp[i] = NULL;
+  return envp;
+}
+
+static const char *default_path(void) {
+  const char *p = getenv("PATH");
+  return p ? p : "/usr/local/bin:/bin:/usr/bin";
+}
+
+static void check_fds(lua_State *L, int idx, struct req *r) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  r->fds = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(struct fdmap), 0);
+  r->nfds = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!lua_isinteger(L, -2) || !lua_isinteger(L, -1))
+      luaL_error(L, "spawn: fds must map child fd numbers to parent fd numbers");
+    lua_Integer c = lua_tointeger(L, -2), p = lua_tointeger(L, -1);
+    if (c < 0 || c > INT_MAX || p < 0 || p > INT_MAX) luaL_error(L, "spawn: bad fd in fds");
+    r->fds[r->nfds].child = (int)c;
+    r->fds[r->nfds].parent = (int)p;
+    r->nfds++;
+    lua_pop(L, 1);
+  }
+}
+
+static void check_limits(lua_State *L, int idx, struct req *r) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  r->limits = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(struct limit), 0);
+  r->nlimits = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int res = lua_type(L, -2) == LUA_TSTRING ? lp_rlimit_resource(lua_tostring(L, -2)) : -1;
+    if (res < 0) luaL_error(L, "spawn: unknown limit '%s'", luaL_tolstring(L, -2, NULL));
+    struct limit *lim = &r->limits[r->nlimits++];
+    lim->res = res;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_geti(L, -1, 1);
+      lim->rl.rlim_cur = lp_torlim(L, -1);
+      lua_geti(L, -2, 2);
+      lim->rl.rlim_max = lua_isnil(L, -1) ? lim->rl.rlim_cur : lp_torlim(L, -1);
+      lua_pop(L, 2);
+    } else {
+      lim->rl.rlim_cur = lim->rl.rlim_max = lp_torlim(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static void check_groups(lua_State *L, int idx, struct req *r) {
+  lua_Integer n = luaL_len(L, idx);
+  r->groups = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(gid_t), 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    if (!lua_isinteger(L, -1)) luaL_error(L, "spawn: groups must be integers");
+    r->groups[i - 1] = (gid_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  r->ngroups = (int)n;
+  r->groups_set = 1;
+}
+
+static const char *const spawn_keys[] = {
+  "argv", "path", "env", "cwd", "fds", "close_fds", "setsid", "pgid", "pdeathsig",
+  "umask", "limits", "uid", "gid", "groups", "pidfd", "method", NULL
+};
+
+static int l_spawn(lua_State *L) {
+  struct req r;
+  memset(&r, 0, sizeof r);
+  r.errpipe = -1;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lp_checkkeys(L, 1, "spawn", spawn_keys);
+  luaL_checkstack(L, 40, "spawn");
+
+  lua_getfield(L, 1, "argv");
+  r.argv = check_argv(L, lua_gettop(L), "spawn");
+  r.file = lp_optstrfield(L, 1, "path", r.argv[0]);
+  r.path_env = NULL;
+  int t = lua_getfield(L, 1, "env");
+  if (t == LUA_TTABLE) r.envp = check_env(L, -1, &r.path_env);
+  else if (t == LUA_TNIL) r.envp = environ;
+  else return luaL_error(L, "spawn: env must be a table");
+  if (!r.path_env) r.path_env = default_path();
+  r.cwd = lp_optstrfield(L, 1, "cwd", NULL);
+
+  t = lua_getfield(L, 1, "fds");
+  if (t == LUA_TTABLE) check_fds(L, lua_gettop(L), &r);
+  else if (t != LUA_TNIL) return luaL_error(L, "spawn: fds must be a table");
+  r.close_fds = lp_optboolfield(L, 1, "close_fds", 1);
+  r.setsid = lp_optboolfield(L, 1, "setsid", 0);
+  if (lua_getfield(L, 1, "pgid") != LUA_TNIL) {
+    r.pgid_set = 1;
+    r.pgid = (pid_t)lp_optintfield(L, 1, "pgid", 0);
+  }
+  if (lua_getfield(L, 1, "pdeathsig") != LUA_TNIL) {
+    r.pdeathsig = lp_checksig(L, lua_gettop(L));
+    r.parent = getpid();
+  }
+  if (lua_getfield(L, 1, "umask") != LUA_TNIL) {
+    r.umask_set = 1;
+    r.mask = (mode_t)lp_optintfield(L, 1, "umask", 022) & 0777;
+  }
+  t = lua_getfield(L, 1, "limits");
+  if (t == LUA_TTABLE) check_limits(L, lua_gettop(L), &r);
+  else if (t != LUA_TNIL) return luaL_error(L, "spawn: limits must be a table");
+  if (lua_getfield(L, 1, "uid") != LUA_TNIL) {
+    r.uid_set = 1;
+    r.uid = (uid_t)lp_optintfield(L, 1, "uid", 0);
+  }
+  if (lua_getfield(L, 1, "gid") != LUA_TNIL) {
+    r.gid_set = 1;
+    r.gid = (gid_t)lp_optintfield(L, 1, "gid", 0);
+  }
+  t = lua_getfield(L, 1, "groups");
+  if (t == LUA_TTABLE) check_groups(L, lua_gettop(L), &r);
+  else if (t != LUA_TNIL) return luaL_error(L, "spawn: groups must be a table");
+  int want_pidfd = lp_optboolfield(L, 1, "pidfd", 0);
+  const char *method = lp_optstrfield(L, 1, "method", "vfork");
+  int use_fork = strcmp(method, "fork") == 0;
+  if (!use_fork && strcmp(method, "vfork") != 0)
+    return luaL_error(L, "spawn: method must be \"vfork\" or \"fork\"");
+
+  int pidfd = -1;
+  pid_t pid;
+  if (use_fork) {
+    pid = start_fork(&r);
+  } else {
+    pid = start_clone(&r, want_pidfd ? &pidfd : NULL);
+    if (pid < 0 && errno == EINVAL && want_pidfd) {  /* kernel without CLONE_PIDFD */
+      pid = start_clone(&r, NULL);
+      pidfd = -1;
+    }
+  }
+  if (pid < 0) return lp_failf(L, errno, "spawn %s", r.file);
+  if (r.err) {
+    int st;
+    LP_RETRY(waitpid(pid, &st, 0));
+    if (pidfd >= 0) close(pidfd);
+    return push_child_error(L, &r);
+  }
+  lua_pushinteger(L, pid);
+  if (!want_pidfd) return 1;
+  if (pidfd < 0) pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) lua_pushnil(L);
+  else lua_pushinteger(L, pidfd);
+  return 2;
+}
+
+static int l_fork(lua_State *L) {
+  pid_t pid = fork();
+  if (pid < 0) return lp_fail(L, errno, "fork");
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* exec(path, argv [, env]) -- replaces this process; returns only on failure. */
+static int l_exec(lua_State *L) {
+  const char *file = luaL_checkstring(L, 1);
+  char **argv = check_argv(L, 2, "exec");
+  char **envp = environ;
+  const char *path = NULL;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    envp = check_env(L, 3, &path);
+  }
+  exec_search(file, argv, envp, path ? path : default_path());
+  return lp_failf(L, errno, "%s", file);
+}
+
+static int l__exit(lua_State *L) {
+  int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
+  _exit(code);
+}
+
+void lp_open_spawn(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"spawn", l_spawn}, {"fork", l_fork}, {"exec", l_exec}, {"_exit", l__exit},
+    {NULL, NULL}
+  };
+  luaL_setfuncs(L, fns, 0);
+}

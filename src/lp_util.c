@@ -1,0 +1,332 @@
+/*
+ * lp_util.c -- error convention, signal and errno names, option tables, status tables.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <math.h>
+#include <sys/wait.h>
+
+#include "lprocess.h"
+
+int lp_fail(lua_State *L, int err, const char *ctx) {
+  lua_pushnil(L);
+  if (ctx)
+    lua_pushfstring(L, "%s: %s", ctx, strerror(err));
+  else
+    lua_pushstring(L, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+int lp_failf(lua_State *L, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushnil(L);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, -1), strerror(err));
+  lua_remove(L, -2);
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+int lp_result(lua_State *L, int ok, const char *ctx) {
+  if (!ok) return lp_fail(L, errno, ctx);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- signals ---- */
+
+static const struct { const char *name; int num; } sigtab[] = {
+  {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+  {"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS}, {"FPE", SIGFPE},
+  {"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+#ifdef SIGSTKFLT
+  {"STKFLT", SIGSTKFLT},
+#endif
+  {"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},
+  {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU},
+  {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
+  {"IO", SIGIO},
+#ifdef SIGPWR
+  {"PWR", SIGPWR},
+#endif
+  {"SYS", SIGSYS},
+  {NULL, 0}
+};
+
+const char *lp_signame(int sig) {
+  for (int i = 0; sigtab[i].name; i++)
+    if (sigtab[i].num == sig) return sigtab[i].name;
+  return NULL;
+}
+
+int lp_tosig(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    int isnum;
+    lua_Integer n = lua_tointegerx(L, idx, &isnum);
+    return (isnum && n >= 0 && n < NSIG) ? (int)n : -1;
+  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    if (strncasecmp(s, "SIG", 3) == 0) s += 3;
+    for (int i = 0; sigtab[i].name; i++)
+      if (strcasecmp(s, sigtab[i].name) == 0) return sigtab[i].num;
+  }
+  return -1;
+}
+
+int lp_checksig(lua_State *L, int arg) {
+  int sig = lp_tosig(L, arg);
+  if (sig < 0) {
+    if (lua_type(L, arg) == LUA_TSTRING || lua_type(L, arg) == LUA_TNUMBER)
+      return luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'",
+                                                   lua_tostring(L, arg)));
+    luaL_typeerror(L, arg, "signal (number or name)");
+  }
+  return sig;
+}
+
+/* A set from an array of signals, or from a single signal. */
+void lp_checksigset(lua_State *L, int idx, sigset_t *set) {
+  sigemptyset(set);
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    sigaddset(set, lp_checksig(L, idx));
+    return;
+  }
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    int sig = lp_tosig(L, -1);
+    if (sig <= 0)
+      luaL_error(L, "unknown signal '%s' at index %d", luaL_tolstring(L, -1, NULL), (int)i);
+    sigaddset(set, sig);
+    lua_pop(L, 1);
+  }
+}
+
+void lp_pushsigset(lua_State *L, const sigset_t *set) {
+  lua_newtable(L);
+  int n = 0;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sigismember(set, sig) == 1) {
+      lua_pushinteger(L, sig);
+      lua_rawseti(L, -2, ++n);
+    }
+}
+
+/* ---- option tables ---- */
+
+void lp_checkkeys(lua_State *L, int idx, const char *what, const char *const keys[]) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;  /* array part: the caller's */
+    const char *k = lua_tostring(L, -1);
+    int ok = 0;
+    for (int i = 0; keys[i]; i++)
+      if (strcmp(k, keys[i]) == 0) { ok = 1; break; }
+    if (!ok) luaL_error(L, "%s: unknown option '%s'", what, k);
+  }
+}
+
+int lp_optboolfield(lua_State *L, int idx, const char *k, int def) {
+  int t = lua_getfield(L, idx, k);
+  int v = (t == LUA_TNIL) ? def : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+lua_Integer lp_optintfield(lua_State *L, int idx, const char *k, lua_Integer def) {
+  lua_getfield(L, idx, k);
+  lua_Integer v = def;
+  if (!lua_isnil(L, -1)) {
+    int isnum;
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum) luaL_error(L, "option '%s' must be an integer", k);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+double lp_optnumfield(lua_State *L, int idx, const char *k, double def) {
+  lua_getfield(L, idx, k);
+  double v = def;
+  if (!lua_isnil(L, -1)) {
+    int isnum;
+    v = (double)lua_tonumberx(L, -1, &isnum);
+    if (!isnum) luaL_error(L, "option '%s' must be a number", k);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The returned string stays valid while the table holds it. */
+const char *lp_optstrfield(lua_State *L, int idx, const char *k, const char *def) {
+  lua_getfield(L, idx, k);
+  const char *v = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
+    v = lua_tostring(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* ---- resource limits ---- */
+
+static const struct { const char *name; int res; } rltab[] = {
+  {"as", RLIMIT_AS}, {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU},
+  {"data", RLIMIT_DATA}, {"fsize", RLIMIT_FSIZE}, {"memlock", RLIMIT_MEMLOCK},
+  {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"rss", RLIMIT_RSS},
+  {"stack", RLIMIT_STACK}, {"locks", RLIMIT_LOCKS}, {"msgqueue", RLIMIT_MSGQUEUE},
+  {"nice", RLIMIT_NICE}, {"rtprio", RLIMIT_RTPRIO}, {"sigpending", RLIMIT_SIGPENDING},
+  {NULL, 0}
+};
+
+int lp_rlimit_resource(const char *name) {
+  for (int i = 0; rltab[i].name; i++)
+    if (strcmp(name, rltab[i].name) == 0) return rltab[i].res;
+  return -1;
+}
+
+/* A limit value: a non-negative integer, or "unlimited"/"infinity"/math.huge. */
+rlim_t lp_torlim(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    if (strcmp(s, "unlimited") == 0 || strcmp(s, "infinity") == 0) return RLIM_INFINITY;
+  } else if (lua_isinteger(L, idx)) {
+    lua_Integer n = lua_tointeger(L, idx);
+    if (n >= 0) return (rlim_t)n;
+  } else if (lua_type(L, idx) == LUA_TNUMBER && isinf(lua_tonumber(L, idx))) {
+    return RLIM_INFINITY;
+  }
+  luaL_error(L, "limit must be a non-negative integer or \"unlimited\"");
+  return 0;
+}
+
+/* ---- wait status ---- */
+
+static double tv_seconds(struct timeval tv) {
+  return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void setnamed(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void lp_pushstatus(lua_State *L, pid_t pid, int status, const struct rusage *ru) {
+  int sig = 0, core = 0;
+  lua_createtable(L, 0, 7);
+  setnamed(L, "pid", pid);
+  if (WIFEXITED(status)) {
+    lua_pushliteral(L, "exit");
+    lua_setfield(L, -2, "how");
+    setnamed(L, "code", WEXITSTATUS(status));
+  } else if (WIFSIGNALED(status)) {
+    lua_pushliteral(L, "signal");
+    lua_setfield(L, -2, "how");
+    sig = WTERMSIG(status);
+    core = WCOREDUMP(status) != 0;
+  } else if (WIFSTOPPED(status)) {
+    lua_pushliteral(L, "stop");
+    lua_setfield(L, -2, "how");
+    sig = WSTOPSIG(status);
+  } else if (WIFCONTINUED(status)) {
+    lua_pushliteral(L, "continue");
+    lua_setfield(L, -2, "how");
+    sig = SIGCONT;
+  }
+  if (sig) {
+    setnamed(L, "signal", sig);
+    const char *name = lp_signame(sig);
+    if (name) lua_pushstring(L, name);
+    else lua_pushfstring(L, "%d", sig);
+    lua_setfield(L, -2, "signame");
+  }
+  lua_pushboolean(L, core);
+  lua_setfield(L, -2, "core");
+  if (ru) {
+    lua_createtable(L, 0, 7);
+    lua_pushnumber(L, tv_seconds(ru->ru_utime));
+    lua_setfield(L, -2, "utime");
+    lua_pushnumber(L, tv_seconds(ru->ru_stime));
+    lua_setfield(L, -2, "stime");
+    setnamed(L, "maxrss", ru->ru_maxrss);
+    setnamed(L, "minflt", ru->ru_minflt);
+    setnamed(L, "majflt", ru->ru_majflt);
+    setnamed(L, "nvcsw", ru->ru_nvcsw);
+    setnamed(L, "nivcsw", ru->ru_nivcsw);
+    lua_setfield(L, -2, "rusage");
+  }
+}
+
+/* ---- time ---- */
+
+double lp_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int lp_ms_until(double deadline) {
+  if (deadline < 0) return -1;
+  double left = deadline - lp_now();
+  if (left <= 0) return 0;
+  double ms = ceil(left * 1000.0);
+  return ms > 2147483647.0 ? 2147483647 : (int)ms;
+}
+
+/* ---- name tables ---- */
+
+#define E(x) {#x, x}
+static const struct { const char *name; int num; } errtab[] = {
+  E(EPERM), E(ENOENT), E(ESRCH), E(EINTR), E(EIO), E(ENXIO), E(E2BIG), E(ENOEXEC),
+  E(EBADF), E(ECHILD), E(EAGAIN), E(ENOMEM), E(EACCES), E(EFAULT), E(EBUSY),
+  E(EEXIST), E(EXDEV), E(ENODEV), E(ENOTDIR), E(EISDIR), E(EINVAL), E(ENFILE),
+  E(EMFILE), E(ENOTTY), E(ETXTBSY), E(EFBIG), E(ENOSPC), E(ESPIPE), E(EROFS),
+  E(EMLINK), E(EPIPE), E(EDOM), E(ERANGE), E(EDEADLK), E(ENAMETOOLONG), E(ENOLCK),
+  E(ENOSYS), E(ENOTEMPTY), E(ELOOP), E(EWOULDBLOCK), E(ENOTSOCK), E(EADDRINUSE),
+  E(EADDRNOTAVAIL), E(ENETUNREACH), E(ECONNABORTED), E(ECONNRESET), E(ENOTCONN),
+  E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTUNREACH), E(EALREADY), E(EINPROGRESS),
+  E(ECANCELED), E(EOPNOTSUPP),
+  {NULL, 0}
+};
+#undef E
+
+static int l_strerror(lua_State *L) {
+  lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+void lp_open_util(lua_State *L) {
+  lua_newtable(L);
+  for (int i = 0; sigtab[i].name; i++) {
+    lua_pushinteger(L, sigtab[i].num);
+    lua_setfield(L, -2, sigtab[i].name);
+    lua_pushstring(L, sigtab[i].name);
+    lua_rawseti(L, -2, sigtab[i].num);
+  }
+  lua_setfield(L, -2, "signals");
+  lua_newtable(L);
+  for (int i = 0; errtab[i].name; i++) {
+    lua_pushinteger(L, errtab[i].num);
+    lua_setfield(L, -2, errtab[i].name);
+    /* EAGAIN == EWOULDBLOCK: the first name wins for the reverse map */
+    if (lua_rawgeti(L, -2, errtab[i].num) == LUA_TNIL) {
+      lua_pushstring(L, errtab[i].name);
+      lua_rawseti(L, -3, errtab[i].num);
+    }
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, -2, "errno");
+  lua_pushcfunction(L, l_strerror);
+  lua_setfield(L, -2, "strerror");
+}

@@ -1,0 +1,66 @@
+/*
+ * lprocess.h -- shared declarations of the lprocess.core C module.
+ *
+ * One file per concern (lp_spawn.c, lp_wait.c, lp_signal.c, lp_fd.c, lp_proc.c,
+ * lp_net.c); each exports one lp_open_* function that adds its functions to the
+ * module table. Everything here has hidden visibility: only luaopen_* is exported.
+ */
+#ifndef LPROCESS_H
+#define LPROCESS_H
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/resource.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+/* Retry a syscall expression while it fails with EINTR. */
+#define LP_RETRY(expr) __extension__ ({ long lp_r_; do { lp_r_ = (long)(expr); } \
+                          while (lp_r_ == -1 && errno == EINTR); lp_r_; })
+
+/* Registration of each part of the module (called by luaopen_lprocess_core). */
+void lp_open_util(lua_State *L);
+void lp_open_spawn(lua_State *L);
+void lp_open_wait(lua_State *L);
+void lp_open_signal(lua_State *L);
+void lp_open_fd(lua_State *L);
+void lp_open_proc(lua_State *L);
+void lp_open_net(lua_State *L);
+
+/* Failure convention: pushes nil, "ctx: strerror(err)", err and returns 3. */
+int lp_fail(lua_State *L, int err, const char *ctx);
+int lp_failf(lua_State *L, int err, const char *fmt, ...);
+/* Pushes true and returns 1 when ok, else lp_fail with errno. */
+int lp_result(lua_State *L, int ok, const char *ctx);
+
+/* Signals given as 15, "TERM" or "SIGTERM". */
+int lp_checksig(lua_State *L, int arg);
+int lp_tosig(lua_State *L, int idx);       /* -1 when not a valid signal */
+const char *lp_signame(int sig);           /* "TERM", or NULL if unknown */
+void lp_checksigset(lua_State *L, int idx, sigset_t *set);
+void lp_pushsigset(lua_State *L, const sigset_t *set);
+
+/* Raise on keys of table idx that are not in the NULL-terminated list. */
+void lp_checkkeys(lua_State *L, int idx, const char *what, const char *const keys[]);
+/* Optional fields of an options table; absent or nil gives the default. */
+int lp_optboolfield(lua_State *L, int idx, const char *k, int def);
+lua_Integer lp_optintfield(lua_State *L, int idx, const char *k, lua_Integer def);
+double lp_optnumfield(lua_State *L, int idx, const char *k, double def);
+const char *lp_optstrfield(lua_State *L, int idx, const char *k, const char *def);
+
+/* Resource limits by name ("nofile", "core", ...); -1 when unknown. */
+int lp_rlimit_resource(const char *name);
+rlim_t lp_torlim(lua_State *L, int idx);
+
+/* Wait status as the table documented in DESIGN.md. */
+void lp_pushstatus(lua_State *L, pid_t pid, int status, const struct rusage *ru);
+
+/* Monotonic clock in seconds. */
+double lp_now(void);
+/* Milliseconds left until a monotonic deadline for poll/epoll; -1 (forever) when
+ * the deadline is negative. Rounds up so a wait never ends early. */
+int lp_ms_until(double deadline);
+
+#endif
