@@ -13,8 +13,9 @@ local concat = table.concat
 function M.duration(sec)
   if sec == nil then return "-" end
   if sec ~= sec or sec < 0 then return "?" end
-  if sec < 10 then return format("%.2fs", sec) end
-  if sec < 60 then return format("%.1fs", sec) end
+  -- Thresholds on the rounded value, so 59.96 reads "1m00s", not "60.0s".
+  if sec < 9.995 then return format("%.2fs", sec) end
+  if sec < 59.95 then return format("%.1fs", sec) end
   local s = math.floor(sec + 0.5)
   if s < 3600 then return format("%dm%02ds", s // 60, s % 60) end
   return format("%dh%02dm", s // 3600, (s % 3600) // 60)
@@ -299,15 +300,17 @@ function Events:emit(kind, fields)
     parts[#parts + 1] = ',"job":'
     parts[#parts + 1] = encode(fields.job)
   end
-  local keys = {}
-  for k in pairs(fields) do
-    if k ~= "job" and k ~= "time" and k ~= "event" then keys[#keys + 1] = tostring(k) end
+  local keys, values = {}, {}
+  for k, v in pairs(fields) do
+    if k ~= "job" and k ~= "time" and k ~= "event" then
+      k = tostring(k)
+      keys[#keys + 1] = k
+      values[k] = v
+    end
   end
   table.sort(keys)
   for _, k in ipairs(keys) do
-    local v = fields[k]
-    if v == nil then v = fields[tonumber(k)] end
-    parts[#parts + 1] = "," .. encode(k) .. ":" .. encode(v)
+    parts[#parts + 1] = "," .. encode(k) .. ":" .. encode(values[k])
   end
   parts[#parts + 1] = "}\n"
   local f = self.file
