@@ -266,7 +266,7 @@ local function add_job(self, name)
     name = name,
     st = { new_stream(), new_stream() },
     bytes = { 0, 0 },
-    recent = {},            -- segments {s, e, nlines} holding the newest lines
+    recent = {},            -- segments {s, i, e, nlines} holding the newest lines
     recent_lines = 0,
     watchers = nil,
     g_text = {}, g_stream = {}, g_n = 0, g_size = 0, g_file = nil,
