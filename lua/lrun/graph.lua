@@ -1,0 +1,269 @@
+--- lrun.graph: questions about the job graph of a validated spec (see lrun.jobfile).
+--
+-- Pure functions over `spec.jobs` / `spec.by_name` / `job.needs`; nothing here
+-- starts a process. An edge "a needs b" is followed from a to b; `selected` is a
+-- set `{ [name] = true }` as returned by `select` (nil means every job).
+--
+--   graph.default_cond(job)          "ready" for a service, "success" for a job:
+--                                    what a plain `needs` entry naming it waits for
+--   graph.cycle(spec)                { "a", "b", "c", "a" } (a needs b needs c needs a)
+--                                    or nil; needs naming unknown jobs are ignored
+--   graph.select(spec, targets)      set of the targets and all they need, or
+--                                    nil, 'unknown target "x"'; no targets = all jobs
+--   graph.order(spec, selected)      start order (Kahn, ties by definition order),
+--                                    or nil, message when the selection has a cycle
+--   graph.dependents(spec)           { [name] = { names that need it } } (every job
+--                                    has an entry; dependents in definition order)
+--   graph.dot(spec, selected)        Graphviz DOT text
+--   graph.plan(spec, selected)       text for `lrun -n`: one line per job in start
+--                                    order, each ending in "\n"
+
+local M = {}
+
+function M.default_cond(job)
+  return job.kind == "service" and "ready" or "success"
+end
+
+-- Definition index of every job: ties in the start order and the choice of where a
+-- printed cycle starts both follow it, so output is stable from run to run.
+local function indexes(spec)
+  local idx = {}
+  for i, job in ipairs(spec.jobs) do idx[job.name] = i end
+  return idx
+end
+
+local function is_selected(selected, name)
+  return selected == nil or selected[name] == true
+end
+
+function M.cycle(spec)
+  local by_name = spec.by_name
+  local idx = indexes(spec)
+  local state = {}   -- nil: unseen, 1: on the current path, 2: finished
+  local path = {}
+  local found
+
+  local function visit(name)
+    state[name] = 1
+    path[#path + 1] = name
+    for _, need in ipairs(by_name[name].needs or {}) do
+      local n = need.name
+      if by_name[n] then
+        if state[n] == 1 then
+          -- The cycle is the part of the path from n's first visit to here.
+          local start
+          for i = #path, 1, -1 do
+            if path[i] == n then start = i break end
+          end
+          found = table.move(path, start, #path, 1, {})
+          return true
+        elseif state[n] == nil and visit(n) then
+          return true
+        end
+      end
+    end
+    path[#path] = nil
+    state[name] = 2
+    return false
+  end
+
+  for _, job in ipairs(spec.jobs) do
+    if state[job.name] == nil and visit(job.name) then break end
+  end
+  if not found then return nil end
+
+  -- Start the printed cycle at its earliest-defined job.
+  local first = 1
+  for i = 2, #found do
+    if idx[found[i]] < idx[found[first]] then first = i end
+  end
+  local cycle = {}
+  for i = 0, #found - 1 do
+    cycle[#cycle + 1] = found[(first - 1 + i) % #found + 1]
+  end
+  cycle[#cycle + 1] = cycle[1]
+  return cycle
+end
+
+function M.select(spec, targets)
+  local selected = {}
+  if targets == nil or #targets == 0 then
+    for _, job in ipairs(spec.jobs) do selected[job.name] = true end
+    return selected
+  end
+  local stack = {}
+  for _, name in ipairs(targets) do
+    if not spec.by_name[name] then
+      return nil, ('unknown target "%s"'):format(tostring(name))
+    end
+    stack[#stack + 1] = name
+  end
+  while #stack > 0 do
+    local name = table.remove(stack)
+    if not selected[name] then
+      selected[name] = true
+      for _, need in ipairs(spec.by_name[name].needs) do
+        if spec.by_name[need.name] then stack[#stack + 1] = need.name end
+      end
+    end
+  end
+  return selected
+end
+
+function M.dependents(spec)
+  local deps = {}
+  for _, job in ipairs(spec.jobs) do deps[job.name] = {} end
+  for _, job in ipairs(spec.jobs) do
+    for _, need in ipairs(job.needs) do
+      local list = deps[need.name]
+      if list then list[#list + 1] = job.name end
+    end
+  end
+  return deps
+end
+
+-- A binary min-heap of definition indexes: the ready job defined first starts first,
+-- without rescanning the whole ready set for each pick.
+local function heap_push(h, v)
+  h[#h + 1] = v
+  local i = #h
+  while i > 1 do
+    local p = i // 2
+    if h[p] <= h[i] then break end
+    h[p], h[i] = h[i], h[p]
+    i = p
+  end
+end
+
+local function heap_pop(h)
+  local top, n = h[1], #h
+  h[1] = h[n]
+  h[n] = nil   -- separately: when n == 1 both would name h[1]
+  n = n - 1
+  local i = 1
+  while true do
+    local l, r, m = 2 * i, 2 * i + 1, i
+    if l <= n and h[l] < h[m] then m = l end
+    if r <= n and h[r] < h[m] then m = r end
+    if m == i then break end
+    h[m], h[i] = h[i], h[m]
+    i = m
+  end
+  return top
+end
+
+function M.order(spec, selected)
+  local idx = indexes(spec)
+  local pending, ready, count = {}, {}, 0
+  local deps = M.dependents(spec)
+  for i, job in ipairs(spec.jobs) do
+    if is_selected(selected, job.name) then
+      count = count + 1
+      local n = 0
+      for _, need in ipairs(job.needs) do
+        if spec.by_name[need.name] and is_selected(selected, need.name) then n = n + 1 end
+      end
+      pending[job.name] = n
+      if n == 0 then heap_push(ready, i) end
+    end
+  end
+  local order = {}
+  while #ready > 0 do
+    local name = spec.jobs[heap_pop(ready)].name
+    order[#order + 1] = name
+    for _, dep in ipairs(deps[name]) do
+      if pending[dep] then
+        pending[dep] = pending[dep] - 1
+        if pending[dep] == 0 then heap_push(ready, idx[dep]) end
+      end
+    end
+  end
+  if #order < count then return nil, "the selected jobs have a dependency cycle" end
+  return order
+end
+
+local function dot_id(name)
+  return '"' .. name:gsub('[\\"]', "\\%0") .. '"'
+end
+
+function M.dot(spec, selected)
+  local out = { "digraph jobs {" }
+  for _, job in ipairs(spec.jobs) do
+    if is_selected(selected, job.name) then
+      out[#out + 1] = ("  %s%s;"):format(dot_id(job.name),
+        job.kind == "service" and " [shape=box]" or "")
+    end
+  end
+  for _, job in ipairs(spec.jobs) do
+    if is_selected(selected, job.name) then
+      for _, need in ipairs(job.needs) do
+        local target = spec.by_name[need.name]
+        if target and is_selected(selected, need.name) then
+          local label = ""
+          if need.cond ~= M.default_cond(target) then
+            label = (' [label="%s"]'):format(need.cond)
+          end
+          out[#out + 1] = ("  %s -> %s%s;"):format(dot_id(need.name), dot_id(job.name), label)
+        end
+      end
+    end
+  end
+  out[#out + 1] = "}"
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- Quote an argv word for display the way a shell would need it.
+local function shell_word(word)
+  if word ~= "" and not word:find("[^%w@%%+=:,./_-]") then return word end
+  return "'" .. word:gsub("'", [['\'']]) .. "'"
+end
+
+function M.command_text(job)
+  if job.cmd then return job.cmd end
+  local words = {}
+  for i, w in ipairs(job.argv or {}) do words[i] = shell_word(w) end
+  return table.concat(words, " ")
+end
+
+-- Past this width a command no longer pushes the notes of every other line right.
+local MAX_CMD_COLUMN = 40
+
+function M.plan(spec, selected)
+  local order, err = M.order(spec, selected)
+  if not order then return nil, err end
+  local name_w, cmd_w = 0, 0
+  for _, name in ipairs(order) do
+    name_w = math.max(name_w, #name)
+    cmd_w = math.max(cmd_w, #M.command_text(spec.by_name[name]))
+  end
+  cmd_w = math.min(cmd_w, MAX_CMD_COLUMN)
+  local num_w = #tostring(#order)
+  local lines = {}
+  for i, name in ipairs(order) do
+    local job = spec.by_name[name]
+    local notes = {}
+    if job.kind == "service" then notes[#notes + 1] = "service" end
+    if job.instances and job.instances > 1 then
+      notes[#notes + 1] = job.instances .. " instances"
+    end
+    local needs = {}
+    for _, need in ipairs(job.needs) do
+      local target = spec.by_name[need.name]
+      if target and need.cond ~= M.default_cond(target) then
+        needs[#needs + 1] = need.name .. ":" .. need.cond
+      else
+        needs[#needs + 1] = need.name
+      end
+    end
+    if #needs > 0 then notes[#notes + 1] = "needs: " .. table.concat(needs, ", ") end
+    local cmd = M.command_text(job)
+    local line = ("  %" .. num_w .. "d. %-" .. name_w .. "s  %s"):format(i, name, cmd)
+    if #notes > 0 then
+      line = line .. (" "):rep(math.max(cmd_w - #cmd, 0)) .. "  (" .. table.concat(notes, "; ") .. ")"
+    end
+    lines[i] = line
+  end
+  return table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+end
+
+return M
