@@ -101,18 +101,22 @@ end
 
 -- Messages ---------------------------------------------------------------------
 
+-- Edit distance counting a swap of two neighbours as one edit ("TREM" is one from
+-- "TERM"), since that is the commonest typo.
 local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
   for i = 1, #a do
-    local cur = { [0] = i }
     for j = 1, #b do
       local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
     end
-    prev = cur
   end
-  return prev[#b]
+  return d[#a][#b]
 end
 
 -- " (did you mean 'x'?)" for the closest candidate within two edits, else "".
@@ -126,8 +130,17 @@ local function suggest(word, candidates)
   return best and (" (did you mean '%s'?)"):format(best) or ""
 end
 
+-- A string in double quotes with control characters escaped, so that a message
+-- stays on one line whatever a name contains.
+local ESCAPES = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return ESCAPES[c] or ("\\%d"):format(c:byte())
+  end) .. '"'
+end
+
 local function show(v)
-  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "string" then return quote(v) end
   return tostring(v)
 end
 
@@ -306,7 +319,7 @@ local function parse_env_file(path)
     if line ~= "" and line:sub(1, 1) ~= "#" then
       local k, v = line:gsub("^export%s+", ""):match("^([%a_][%w_]*)%s*=%s*(.*)$")
       if not k then
-        return nil, ("env_file %s:%d: expected KEY=VALUE, got %q"):format(basename(path), n, line)
+        return nil, ("env_file %s:%d: expected KEY=VALUE, got %s"):format(basename(path), n, show(line))
       end
       local q = v:sub(1, 1)
       if (q == '"' or q == "'") and #v >= 2 and v:sub(-1) == q then v = v:sub(2, -2) end
@@ -324,13 +337,13 @@ local function check_needs(c, v)
       return
     end
     if seen[name] then
-      c:fail("needs", "needs %q more than once", name)
+      c:fail("needs", "needs %s more than once", show(name))
       return
     end
     seen[name] = true
     if cond ~= nil then
       if type(cond) ~= "string" or not IS_COND[cond] then
-        c:fail("needs", "need %q: unknown condition %s%s; use one of %s", name, show(cond),
+        c:fail("needs", "need %s: unknown condition %s%s; use one of %s", show(name), show(cond),
           suggest(cond, CONDS), table.concat(CONDS, ", "))
         return
       end
@@ -529,11 +542,11 @@ end
 
 -- Validate one raw definition into a job (still without resolved needs).
 local function check_job(entry, ctx)
-  local t, c = entry.t, checker(ctx.errors, ('%s "%s"'):format(entry.kind, entry.name),
+  local t, c = entry.t, checker(ctx.errors, entry.kind .. " " .. show(entry.name),
     entry.where, entry.key_where)
   c:unknown_keys(t, JOB_KEYS, nil, true)
   if t.name ~= nil and t.name ~= entry.name then
-    c:fail("name", "key 'name' is %s but the job is named %q", show(t.name), entry.name)
+    c:fail("name", "key 'name' is %s but the job is named %s", show(t.name), show(entry.name))
   end
   local kind = entry.kind
   if c:bool("service", t.service) ~= nil then kind = t.service and "service" or "job" end
@@ -622,10 +635,15 @@ end
 -- pos.line(path, key) -> "file:line" | nil, pos.order(section) -> keys in
 -- document order | nil (a Lua table has neither).
 
-local function sorted_keys(t)
-  local keys = {}
+-- The keys of t outside its array part (1..n as ipairs sees it; all keys when
+-- `all`), sorted.
+local function sorted_keys(t, all)
+  local n, keys = 0, {}
+  if not all then
+    for i in ipairs(t) do n = i end
+  end
   for k in pairs(t) do
-    if math.type(k) ~= "integer" then keys[#keys + 1] = k end
+    if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
   end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   return keys
@@ -645,7 +663,7 @@ local function collect_section(raw, t, section, kind, pos)
   local function add(name, def, path)
     local where = pos.line(path) or raw.base
     if type(def) ~= "table" then
-      add_error(raw, '%s: %s "%s": must be a table, got %s', where, kind, tostring(name), type(def))
+      add_error(raw, "%s: %s %s: must be a table, got %s", where, kind, show(name), type(def))
       return
     end
     raw.entries[#raw.entries + 1] = { name = name, kind = kind, t = def, where = where,
@@ -681,7 +699,7 @@ end
 
 local function collect_table(raw, top, pos)
   local is_top = set_of(TOP_KEYS)
-  for _, k in ipairs(sorted_keys(top)) do
+  for _, k in ipairs(sorted_keys(top, true)) do
     if not is_top[k] then
       add_error(raw, "%s: unknown top-level key %s%s", pos.line({ k }) or raw.base,
         type(k) == "string" and "'" .. k .. "'" or show(k), suggest(k, TOP_KEYS))
@@ -702,7 +720,7 @@ local function collect_table(raw, top, pos)
     elseif type(top.policies) ~= "table" then
       add_error(raw, "%s: 'policies' must be a table, got %s", where, type(top.policies))
     else
-      for _, name in ipairs(sorted_keys(top.policies)) do
+      for _, name in ipairs(sorted_keys(top.policies, true)) do
         raw.policies[#raw.policies + 1] = { name = name, fn = top.policies[name], where = where }
       end
     end
@@ -735,8 +753,8 @@ local function run_lua(raw, text)
       end
       local function define(def)
         if type(def) ~= "table" then
-          error(('%s: %s "%s" needs a table, got %s (write %s "%s" { ... })'):format(
-            where, kind, name, type(def), kind, name), 0)
+          error(("%s: %s %s needs a table, got %s (write %s %s { ... })"):format(
+            where, kind, show(name), type(def), kind, show(name)), 0)
         end
         raw.entries[#raw.entries + 1] = { name = name, kind = kind, t = def, where = where }
       end
@@ -782,8 +800,8 @@ local function run_lua(raw, text)
   end
   for _, token in ipairs(pending) do
     if not token.done then
-      raw.errors[#raw.errors + 1] = ('%s: %s "%s" has no definition (write %s "%s" { ... })'):format(
-        token.where, token.kind, token.name, token.kind, token.name)
+      raw.errors[#raw.errors + 1] = ("%s: %s %s has no definition (write %s %s { ... })"):format(
+        token.where, token.kind, show(token.name), token.kind, show(token.name))
     end
   end
   if result ~= nil then
@@ -907,7 +925,7 @@ local function check_policies(raw)
   local policies, names, first = {}, {}, {}
   local builtin = set_of(BUILTIN_POLICIES)
   for _, p in ipairs(raw.policies) do
-    local subject = ('policy "%s"'):format(tostring(p.name))
+    local subject = "policy " .. show(p.name)
     local ok, why = valid_name(p.name)
     if not ok then
       raw.errors[#raw.errors + 1] = ("%s: %s: %s"):format(p.where, subject, why)
@@ -939,7 +957,7 @@ local function validate(raw)
   local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names }
   local kind_of, first_at = {}, {}
   for _, entry in ipairs(raw.entries) do
-    local subject = ('%s "%s"'):format(entry.kind, tostring(entry.name))
+    local subject = entry.kind .. " " .. show(entry.name)
     local ok, why = valid_name(entry.name)
     if not ok then
       raw.errors[#raw.errors + 1] = ("%s: %s: %s"):format(entry.where, subject, why)
@@ -960,8 +978,8 @@ local function validate(raw)
   for _, job in ipairs(spec.jobs) do
     for _, need in ipairs(job.needs) do
       if not kind_of[need.name] then
-        raw.errors[#raw.errors + 1] = ('%s: %s "%s": needs unknown job "%s"%s'):format(
-          job.where, job.kind, job.name, need.name, suggest(need.name, names))
+        raw.errors[#raw.errors + 1] = ("%s: %s %s: needs unknown job %s%s"):format(
+          job.where, job.kind, show(job.name), show(need.name), suggest(need.name, names))
       elseif need.cond == nil then
         need.cond = kind_of[need.name] == "service" and "ready" or "success"
       end
