@@ -286,6 +286,17 @@ describe("lrun.jobfile", function()
         err_yaml("jobs:\n  a: {cmd: x, policy: crash}\n"))
     end)
 
+    it("load examples/pipeline.yaml, whose jobs share an env through an anchor", function()
+      local spec = assert(jobfile.load("examples/pipeline.yaml"))
+      assert.equal("yaml", spec.format)
+      assert.equal(2, spec.settings.jobs)
+      assert.same({ WORK = "/tmp/lrun-pipeline" }, spec.by_name.generate.env)
+      assert.same(spec.by_name.generate.env, spec.by_name.sum.env)
+      assert.same({ { name = "check", cond = "success" }, { name = "flaky", cond = "done" } },
+        spec.by_name.report.needs)
+      assert.equal("pipeline.yaml:16", spec.by_name.generate.where)
+    end)
+
     it("treat an empty value as absent", function()
       local spec = assert(load_yaml("jobs:\n  a:\n    cmd: x\n    needs:\n    timeout:\n"))
       assert.same({}, spec.by_name.a.needs)

@@ -40,35 +40,37 @@ function M.cycle(spec)
   local by_name = spec.by_name
   local idx = indexes(spec)
   local state = {}   -- nil: unseen, 1: on the current path, 2: finished
-  local path = {}
   local found
 
-  local function visit(name)
-    state[name] = 1
-    path[#path + 1] = name
-    for _, need in ipairs(by_name[name].needs or {}) do
-      local n = need.name
-      if by_name[n] then
-        if state[n] == 1 then
-          -- The cycle is the part of the path from n's first visit to here.
-          local start
-          for i = #path, 1, -1 do
-            if path[i] == n then start = i break end
+  -- Depth-first, with an explicit stack: a generated file may chain thousands of
+  -- jobs, deeper than Lua's call stack allows.
+  for _, root in ipairs(spec.jobs) do
+    if state[root.name] == nil then
+      local path, next_need = { root.name }, { 0 }
+      state[root.name] = 1
+      while #path > 0 and not found do
+        local top = #path
+        local name = path[top]
+        next_need[top] = next_need[top] + 1
+        local need = (by_name[name].needs or {})[next_need[top]]
+        if need == nil then
+          state[name] = 2
+          path[top], next_need[top] = nil, nil
+        elseif by_name[need.name] then
+          local n = need.name
+          if state[n] == 1 then
+            -- The cycle is the part of the path from n to here.
+            local start = top
+            while path[start] ~= n do start = start - 1 end
+            found = table.move(path, start, top, 1, {})
+          elseif state[n] == nil then
+            state[n] = 1
+            path[top + 1], next_need[top + 1] = n, 0
           end
-          found = table.move(path, start, #path, 1, {})
-          return true
-        elseif state[n] == nil and visit(n) then
-          return true
         end
       end
+      if found then break end
     end
-    path[#path] = nil
-    state[name] = 2
-    return false
-  end
-
-  for _, job in ipairs(spec.jobs) do
-    if state[job.name] == nil and visit(job.name) then break end
   end
   if not found then return nil end
 
@@ -218,8 +220,13 @@ local function shell_word(word)
   return "'" .. word:gsub("'", [['\'']]) .. "'"
 end
 
+-- A command as one line: a multi-line shell script shows its first line and "...".
 function M.command_text(job)
-  if job.cmd then return job.cmd end
+  if job.cmd then
+    local cmd = job.cmd:match("^%s*(.-)%s*$")
+    local first = cmd:match("^([^\n]-)%s*\n")
+    return first and first .. " ..." or cmd
+  end
   local words = {}
   for i, w in ipairs(job.argv or {}) do words[i] = shell_word(w) end
   return table.concat(words, " ")
