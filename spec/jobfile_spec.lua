@@ -268,6 +268,15 @@ describe("lrun.jobfile", function()
         err_yaml("jobs:\n  b:\n    cmd: make\n    timeout: soon\n"))
     end)
 
+    it("name the line of settings keys and of a nested key's parent", function()
+      assert.equal([[jobs.yaml:3: settings: unknown key 'jbos' (did you mean 'jobs'?)]],
+        err_yaml("settings:\n  keep_going: true\n  jbos: 2\njobs:\n  a: {cmd: x}\n"))
+      assert.equal([[jobs.yaml:5: job "a": unknown key 'tpc' in 'ready' (did you mean 'tcp'?)]],
+        err_yaml("jobs:\n  a:\n    cmd: x\n\n    ready: {tpc: 1}\n"))
+      assert.equal([[jobs.yaml:4: service "db": needs unknown job "nope"]],
+        err_yaml("jobs:\n  a: {cmd: x}\nservices:\n  db: {cmd: x, needs: nope}\n"))
+    end)
+
     it("report syntax errors with the line", function()
       assert.equal("jobs.yaml:3: mapping values are not allowed in this context",
         err_yaml("jobs:\n  a: {cmd: x}\n  b: c: d\n"))
@@ -605,6 +614,13 @@ describe("lrun.jobfile", function()
         err_lua('return { services = { { "true" } } }\n'), 1, true)
       assert.matches([[job name 5 must be a string]],
         err_lua('return { jobs = { [5] = { "true" } } }\n'), 1, true)
+    end)
+
+    it("stay on one line whatever a name or key holds", function()
+      local msg = err_lua('job "x" { "true", ["a\\nb"] = 1 }\njob "y\\n" { "true" }\n')
+      assert.equal([[jobs.lua:1: job "x": unknown key "a\nb"]], msg)
+      local _, errs = err_lua('job "y\\n" { "true" }\n')
+      assert.equal([[jobs.lua:1: job "y\n": name must not contain whitespace or '|']], errs[1])
     end)
 
     it("the returned table: unknown keys and wrong shapes", function()

@@ -144,6 +144,13 @@ local function show(v)
   return tostring(v)
 end
 
+-- A key or a policy name in single quotes, as messages print them, unless it holds
+-- something that needs escaping.
+local function tick(s)
+  if s:find("[%c'\\]") then return quote(s) end
+  return "'" .. s .. "'"
+end
+
 -- Per-table checking -----------------------------------------------------------
 -- A checker knows the subject ('job "build"', "settings") and where each key was
 -- written, collects errors, and turns raw values into validated ones.
@@ -180,9 +187,9 @@ function Checker:unknown_keys(t, known, within, allow_ints)
     if type(k) ~= "string" then
       self:fail(nil, "unexpected key [%s]", show(k))
     elseif within then
-      self:fail(within, "unknown key '%s' in '%s'%s", k, within, suggest(k, known))
+      self:fail(within, "unknown key %s in '%s'%s", tick(k), within, suggest(k, known))
     else
-      self:fail(k, "unknown key '%s'%s", k, suggest(k, known))
+      self:fail(k, "unknown key %s%s", tick(k), suggest(k, known))
     end
   end
 end
@@ -411,7 +418,7 @@ local function check_env(c, v)
   if v == nil then return env end
   if not c:typed("env", v, "a table", "table") then return env end
   for k, val in pairs(v) do
-    if type(k) ~= "string" or k == "" or k:find("[=\0]") then
+    if type(k) ~= "string" or k == "" or k:find("[=%c]") then
       c:fail("env", "env name %s is not a valid variable name", show(k))
     elseif type(val) == "number" or type(val) == "string" then
       env[k] = tostring(val)
@@ -613,7 +620,7 @@ local function check_job(entry, ctx)
     if set_of(names)[t.policy] then
       job.policy = t.policy
     else
-      c:fail("policy", "unknown policy '%s'%s", t.policy, suggest(t.policy, names))
+      c:fail("policy", "unknown policy %s%s", tick(t.policy), suggest(t.policy, names))
     end
   end
   if job.on_exit and job.policy then
@@ -702,7 +709,7 @@ local function collect_table(raw, top, pos)
   for _, k in ipairs(sorted_keys(top, true)) do
     if not is_top[k] then
       add_error(raw, "%s: unknown top-level key %s%s", pos.line({ k }) or raw.base,
-        type(k) == "string" and "'" .. k .. "'" or show(k), suggest(k, TOP_KEYS))
+        type(k) == "string" and tick(k) or show(k), suggest(k, TOP_KEYS))
     end
   end
   if top.settings ~= nil then
