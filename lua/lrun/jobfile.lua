@@ -5,8 +5,17 @@
 --   jobfile.find(dir)   -> path of dir/jobs.lua, dir/jobs.yaml or dir/jobs.yml | nil, message
 --
 -- On failure `message` is the first error, one line ("jobs.lua:12: job "build":
--- unknown key 'neds' (did you mean 'needs'?)"), and `errors` holds every error found,
--- in file order; the caller prints message with an "lrun: " prefix and exits 2.
+-- unknown key 'neds' (did you mean 'needs'?)"), and `errors` holds every error found
+-- (settings, then policies, then jobs in definition order, then their needs); the
+-- caller prints message with an "lrun: " prefix and exits 2. A Lua error or a YAML
+-- syntax error stops loading, so it is the only one. Dependency cycles are looked for
+-- only in an otherwise valid file.
+--
+-- Definition order: a Lua file's job/service calls in the order they ran; a returned
+-- table's `jobs` then `services`, each array part in order and then its named
+-- entries sorted by name (Lua forgets a table's order); YAML sections keep the
+-- order of the document. Key names near a known one (edit distance <= 2, a swap of
+-- neighbours counting 1) get "did you mean".
 --
 -- The validated spec (every default filled in, every path absolute):
 --
@@ -149,6 +158,10 @@ end
 local function tick(s)
   if s:find("[%c'\\]") then return quote(s) end
   return "'" .. s .. "'"
+end
+
+local function add_error(raw, fmt, ...)
+  raw.errors[#raw.errors + 1] = fmt:format(...)
 end
 
 -- Per-table checking -----------------------------------------------------------
@@ -656,10 +669,6 @@ local function sorted_keys(t, all)
   return keys
 end
 
-local function add_error(raw, fmt, ...)
-  raw.errors[#raw.errors + 1] = fmt:format(...)
-end
-
 -- Add the `jobs` or `services` section of a returned table / YAML document.
 local function collect_section(raw, t, section, kind, pos)
   local section_where = pos.line({ section }) or raw.base
@@ -932,19 +941,16 @@ local function check_policies(raw)
   local policies, names, first = {}, {}, {}
   local builtin = set_of(BUILTIN_POLICIES)
   for _, p in ipairs(raw.policies) do
-    local subject = "policy " .. show(p.name)
+    local at = ("%s: policy %s: "):format(p.where, show(p.name))
     local ok, why = valid_name(p.name)
     if not ok then
-      raw.errors[#raw.errors + 1] = ("%s: %s: %s"):format(p.where, subject, why)
+      add_error(raw, "%s%s", at, why)
     elseif builtin[p.name] then
-      raw.errors[#raw.errors + 1] = ("%s: %s: the name is taken by a built-in policy"):format(
-        p.where, subject)
+      add_error(raw, "%sthe name is taken by a built-in policy", at)
     elseif first[p.name] then
-      raw.errors[#raw.errors + 1] = ("%s: %s: defined twice (first at %s)"):format(
-        p.where, subject, first[p.name])
+      add_error(raw, "%sdefined twice (first at %s)", at, first[p.name])
     elseif type(p.fn) ~= "function" then
-      raw.errors[#raw.errors + 1] = ("%s: %s: must be a function, got %s"):format(
-        p.where, subject, type(p.fn))
+      add_error(raw, "%smust be a function, got %s", at, type(p.fn))
     else
       first[p.name] = p.where
       policies[p.name] = p.fn
@@ -964,13 +970,12 @@ local function validate(raw)
   local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names }
   local kind_of, first_at = {}, {}
   for _, entry in ipairs(raw.entries) do
-    local subject = entry.kind .. " " .. show(entry.name)
+    local at = ("%s: %s %s: "):format(entry.where, entry.kind, show(entry.name))
     local ok, why = valid_name(entry.name)
     if not ok then
-      raw.errors[#raw.errors + 1] = ("%s: %s: %s"):format(entry.where, subject, why)
+      add_error(raw, "%s%s", at, why)
     elseif first_at[entry.name] then
-      raw.errors[#raw.errors + 1] = ("%s: %s: duplicate name (first defined at %s)"):format(
-        entry.where, subject, first_at[entry.name])
+      add_error(raw, "%sduplicate name (first defined at %s)", at, first_at[entry.name])
     else
       first_at[entry.name] = entry.where
       local job = check_job(entry, ctx)
@@ -985,8 +990,8 @@ local function validate(raw)
   for _, job in ipairs(spec.jobs) do
     for _, need in ipairs(job.needs) do
       if not kind_of[need.name] then
-        raw.errors[#raw.errors + 1] = ("%s: %s %s: needs unknown job %s%s"):format(
-          job.where, job.kind, show(job.name), show(need.name), suggest(need.name, names))
+        add_error(raw, "%s: %s %s: needs unknown job %s%s", job.where, job.kind,
+          show(job.name), show(need.name), suggest(need.name, names))
       elseif need.cond == nil then
         need.cond = kind_of[need.name] == "service" and "ready" or "success"
       end
@@ -1032,7 +1037,6 @@ function M.find(dir)
   dir = dir or "."
   for _, name in ipairs({ "jobs.lua", "jobs.yaml", "jobs.yml" }) do
     local path = dir:gsub("/+$", "") .. "/" .. name
-    if dir == "/" then path = "/" .. name end
     local f = io.open(path, "r")
     if f then
       f:close()
