@@ -75,6 +75,13 @@ static int l_chdir(lua_State *L) {
   return 1;
 }
 
+static int l_getcwd(lua_State *L) {
+  char buf[4096];
+  if (!getcwd(buf, sizeof buf)) return lp_fail(L, errno, "getcwd");
+  lua_pushstring(L, buf);
+  return 1;
+}
+
 static int l_umask(lua_State *L) {
   mode_t old;
   if (lua_isnoneornil(L, 1)) {   /* read it without changing it */
@@ -201,6 +208,21 @@ static int l_getgrouplist(lua_State *L) {
   return 1;
 }
 
+extern char **environ;
+
+/* environ() -> {K = V} of this process's environment */
+static int l_environ(lua_State *L) {
+  lua_newtable(L);
+  for (char **e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (!eq) continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
 static int kernel_at_least(int major, int minor) {
   struct utsname u;
   int ma = 0, mi = 0;
@@ -215,10 +237,10 @@ void lp_open_proc(lua_State *L) {
     {"getpgid", l_getpgid}, {"setpgid", l_setpgid}, {"subreaper", l_subreaper},
     {"getsubreaper", l_getsubreaper}, {"pdeathsig", l_pdeathsig},
     {"tcsetpgrp", l_tcsetpgrp}, {"tcgetpgrp", l_tcgetpgrp}, {"isatty", l_isatty},
-    {"chdir", l_chdir}, {"umask", l_umask}, {"now", l_now}, {"realtime", l_realtime},
+    {"chdir", l_chdir}, {"getcwd", l_getcwd}, {"umask", l_umask}, {"now", l_now}, {"realtime", l_realtime},
     {"sleep", l_sleep}, {"getrlimit", l_getrlimit}, {"setrlimit", l_setrlimit},
     {"getpwnam", l_getpwnam}, {"getgrnam", l_getgrnam},
-    {"getgrouplist", l_getgrouplist}, {NULL, NULL}
+    {"getgrouplist", l_getgrouplist}, {"environ", l_environ}, {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
   lua_createtable(L, 0, 5);

@@ -1,0 +1,426 @@
+-- lprocess: processes for Lua 5.4 -- spawn, wait, run, signals, an event loop.
+--
+-- The C core (lprocess.core) binds the primitives; this facade adds Process objects,
+-- stream plumbing, the pid -> Process registry and `run`. See README.md for a tour.
+--
+-- Caveats
+-- * A Process that is garbage-collected before its child was reaped is not waited for
+--   (__gc never blocks): its pid goes on an orphan list that the next lprocess.wait
+--   collects (an event loop reaps it anyway). Use `<close>` to wait deterministically.
+-- * After a Process has been reaped, :kill refuses: its pid may belong to someone else.
+local core = require "lprocess.core"
+
+local M = {
+  core = core,
+  signals = core.signals,
+  errno = core.errno,
+  now = core.now,
+  sleep = core.sleep,
+}
+
+local ETIMEDOUT_MSG = "timed out"
+
+-- Every Process not yet reaped, by pid. Weak values: an abandoned Process can be
+-- collected, and its __gc moves the pid to `orphans`.
+local registry = setmetatable({}, { __mode = "v" })
+local orphans = {}
+
+local Process = {}
+Process.__index = Process
+M.Process = Process
+
+-- Record a status reaped anywhere (raw wait, loop, run) on the object that owns it.
+local function record(st)
+  if st and st.how ~= "stop" and st.how ~= "continue" then
+    local p = registry[st.pid]
+    if p then
+      p.status = st
+      registry[st.pid] = nil
+    end
+    orphans[st.pid] = nil
+  end
+  return st
+end
+M._record = record
+
+---------------------------------------------------------------------------------------
+-- spawn
+
+local SPAWN_KEYS = {
+  env = true, setenv = true, cwd = true, stdin = true, stdout = true, stderr = true,
+  fds = true, close_fds = true, setsid = true, pgid = true, pdeathsig = true,
+  umask = true, limits = true, uid = true, gid = true, user = true, group = true,
+  path = true, pidfd = true, method = true,
+}
+
+local function check_keys(opts, known, what)
+  for k in pairs(opts) do
+    if type(k) ~= "number" and not known[k] then
+      error(string.format("%s: unknown option '%s'", what, tostring(k)), 3)
+    end
+  end
+end
+
+-- The environment for the child: env replaces, setenv merges (false removes).
+local function child_env(opts)
+  if opts.env == nil and opts.setenv == nil then return nil end
+  local env = {}
+  for k, v in pairs(opts.env or core.environ()) do env[k] = tostring(v) end
+  for k, v in pairs(opts.setenv or {}) do
+    if v == false then env[k] = nil else env[k] = tostring(v) end
+  end
+  return env
+end
+
+-- Resolve one stream spec to a descriptor for the child. Returns the fd to pass (or
+-- nil to inherit), and records in `plumb` what the parent keeps or must close.
+local function stream_fd(spec, childfd, plumb)
+  local input = childfd == 0
+  if spec == nil or spec == "inherit" then return nil end
+  local t = type(spec)
+  if t == "number" then return spec end
+  if io.type(spec) == "file" then return core.fileno(spec) end
+  if spec == "null" then
+    local fd = assert(core.open("/dev/null", input and "r" or "w"))
+    plumb.close[#plumb.close + 1] = fd
+    return fd
+  end
+  if spec == "pipe" then
+    local r, w = assert(core.pipe())
+    local mine, theirs = input and w or r, input and r or w
+    plumb.close[#plumb.close + 1] = theirs
+    plumb.pipes[childfd] = mine
+    return theirs
+  end
+  if t == "string" then
+    local fd, err, errno = core.open(spec, input and "r" or "wct", 438)
+    if not fd then return nil, err, errno end
+    plumb.close[#plumb.close + 1] = fd
+    return fd
+  end
+  error("bad stream for fd " .. childfd .. ": " .. tostring(spec), 4)
+end
+
+local function close_all(fds)
+  for _, fd in ipairs(fds) do core.close(fd) end
+end
+
+local function resolve_ids(opts, copts)
+  local gid = opts.gid
+  if opts.group ~= nil then
+    local gr = assert(core.getgrnam(opts.group))
+    gid = gr.gid
+  end
+  if opts.user ~= nil then
+    local pw = assert(core.getpwnam(opts.user))
+    copts.uid = pw.uid
+    gid = gid or pw.gid
+    copts.groups = core.getgrouplist(pw.name, gid)
+  elseif opts.uid ~= nil then
+    copts.uid = opts.uid
+  end
+  if gid ~= nil then
+    copts.gid = gid
+    copts.groups = copts.groups or { gid }
+  end
+end
+
+--- spawn{ "prog", "arg", ... , options } -> Process | nil, msg, errno
+function M.spawn(opts)
+  if type(opts) ~= "table" then error("spawn: expected a table", 2) end
+  check_keys(opts, SPAWN_KEYS, "spawn")
+  local argv = {}
+  for i, a in ipairs(opts) do argv[i] = tostring(a) end
+  if #argv == 0 then error("spawn: no command", 2) end
+  local copts = {
+    argv = argv, path = opts.path, env = child_env(opts), cwd = opts.cwd,
+    close_fds = opts.close_fds, setsid = opts.setsid, pgid = opts.pgid,
+    pdeathsig = opts.pdeathsig, umask = opts.umask, limits = opts.limits,
+    pidfd = opts.pidfd, method = opts.method,
+  }
+  resolve_ids(opts, copts)
+  local plumb = { close = {}, pipes = {} }
+  local fds, err, errno = {}, nil, nil
+  local streams = { opts.stdin, opts.stdout, opts.stderr }
+  for childfd = 0, 2 do
+    local spec = streams[childfd + 1]
+    if childfd == 2 and spec == "stdout" then
+      fds[2] = fds[1] or 1
+    else
+      fds[childfd], err, errno = stream_fd(spec, childfd, plumb)
+      if err then
+        close_all(plumb.close)
+        for _, fd in pairs(plumb.pipes) do core.close(fd) end
+        return nil, err, errno
+      end
+    end
+  end
+  for childfd, spec in pairs(opts.fds or {}) do
+    fds[childfd] = io.type(spec) == "file" and core.fileno(spec) or spec
+  end
+  copts.fds = fds
+  local pid, pidfd_or_err, e = core.spawn(copts)
+  close_all(plumb.close)
+  if not pid then
+    for _, fd in pairs(plumb.pipes) do core.close(fd) end
+    return nil, pidfd_or_err, e
+  end
+  local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
+  if opts.pidfd then p.pidfd = pidfd_or_err end
+  if opts.setsid or opts.pgid == 0 then
+    p.pgid = pid
+  elseif opts.pgid then
+    p.pgid = opts.pgid
+  end
+  local modes = { [0] = "w", "r", "r" }
+  local names = { [0] = "stdin", "stdout", "stderr" }
+  for childfd, fd in pairs(plumb.pipes) do
+    p[names[childfd]] = assert(core.fdopen(fd, modes[childfd]))
+  end
+  registry[pid] = p
+  return p
+end
+
+---------------------------------------------------------------------------------------
+-- waiting
+
+local function reap_orphans()
+  for pid in pairs(orphans) do
+    local st = core.wait(pid, { nohang = true })
+    if st ~= false then orphans[pid] = nil end
+  end
+end
+
+--- wait(pid, {nohang=, untraced=, continued=}) -> status | false | nil, msg, errno
+function M.wait(pid, opts)
+  local st, err, errno = core.wait(pid or -1, opts)
+  if st then record(st) end
+  if next(orphans) then reap_orphans() end
+  return st, err, errno
+end
+
+--- reap() -> array of every status ready now (the loop's SIGCHLD handler calls this)
+function M.reap()
+  local list = core.reap()
+  for i = 1, #list do record(list[i]) end
+  return list
+end
+
+function Process:poll()
+  if self.status then return self.status end
+  local st, err, errno = core.wait(self.pid, { nohang = true })
+  if st == nil and errno == core.errno.ECHILD then
+    -- someone else reaped it (status recorded then, if through lprocess)
+    return self.status or nil, err, errno
+  end
+  return record(st) or st, err, errno
+end
+
+-- Block until the child ends or `timeout` seconds pass (false then), readiness-driven
+-- through a pidfd: no sleep-and-poll.
+function Process:wait(opts)
+  if self.status then return self.status end
+  local timeout = opts and opts.timeout
+  if opts then check_keys(opts, { timeout = true }, "wait") end
+  if timeout then
+    local fd = self.pidfd
+    local own = false
+    if not fd then
+      local err, errno
+      fd, err, errno = core.pidfd_open(self.pid)
+      if not fd then return self:poll() or nil, err, errno end
+      own = true
+    end
+    local ready = core.poll({ [fd] = "r" }, timeout)
+    if own then core.close(fd) end
+    if not ready[fd] then return false, ETIMEDOUT_MSG end
+    return self:poll()
+  end
+  local st, err, errno = core.wait(self.pid)
+  if not st then return self.status or nil, err, errno end
+  return record(st)
+end
+
+function Process:kill(sig)
+  if self.status then
+    return nil, string.format("kill %d: process already reaped", self.pid), core.errno.ESRCH
+  end
+  return core.kill(self.pid, sig or "TERM")
+end
+
+function Process:killpg(sig)
+  local pgid = self.pgid or core.getpgid(self.pid)
+  if not pgid then return nil, "killpg: unknown process group", core.errno.ESRCH end
+  return core.killpg(pgid, sig or "TERM")
+end
+
+-- TERM (to the whole group when the child leads one, with CONT so stopped members
+-- hear it), then KILL after `grace` seconds; returns the status.
+function Process:terminate(grace)
+  if self.status then return self.status end
+  local own_group = self.pgid == self.pid
+  if own_group then
+    core.killpg(self.pid, "TERM")
+    core.killpg(self.pid, "CONT")
+  else
+    self:kill("TERM")
+  end
+  local st = self:wait { timeout = grace or 5 }
+  if st then return st end
+  if own_group then core.killpg(self.pid, "KILL") else self:kill("KILL") end
+  return self:wait()
+end
+
+function Process:close_pipes()
+  for _, k in ipairs { "stdin", "stdout", "stderr" } do
+    local f = self[k]
+    if f and io.type(f) == "file" then f:close() end
+  end
+  if self.pidfd then
+    core.close(self.pidfd)
+    self.pidfd = nil
+  end
+end
+
+-- `local p <close> = spawn{...}`: on error the child is terminated and reaped,
+-- otherwise waited for. Either way no running child and no zombie is left.
+function Process:__close(err)
+  if self.stdin and io.type(self.stdin) == "file" then self.stdin:close() end
+  if err ~= nil then self:terminate(1) else self:wait() end
+  self:close_pipes()
+end
+
+-- Never blocks and never reaps: an event loop may be waiting for this pid's status.
+function Process:__gc()
+  if self.pidfd then core.close(self.pidfd) end
+  if not self.status then orphans[self.pid] = true end
+end
+
+function Process:__tostring()
+  return string.format("process %d (%s)", self.pid,
+    self.status and self.status.how or "running")
+end
+
+---------------------------------------------------------------------------------------
+-- run: spawn, feed input, capture output, honour a timeout
+
+local RUN_KEYS = { input = true, timeout = true, check = true, grace = true }
+for k in pairs(SPAWN_KEYS) do RUN_KEYS[k] = true end
+
+local function describe_failure(argv, res)
+  local st = res.status
+  local how = res.timed_out and "timed out"
+    or st.how == "exit" and ("exited with " .. st.code)
+    or ("was killed by SIG" .. tostring(st.signame))
+  local tail = (res.stderr or ""):sub(-500):gsub("%s+$", "")
+  return string.format("run: '%s' %s%s", table.concat(argv, " "), how,
+    tail ~= "" and (": " .. tail) or "")
+end
+
+--- run{ "prog", ..., input=, timeout=, check=, grace=, spawn options }
+--- -> {status=, stdout=, stderr=, timed_out=, duration=} | nil, msg, errno
+function M.run(opts)
+  if type(opts) ~= "table" then error("run: expected a table", 2) end
+  check_keys(opts, RUN_KEYS, "run")
+  local sopts = {}
+  for k, v in pairs(opts) do
+    if not (k == "input" or k == "timeout" or k == "check" or k == "grace") then sopts[k] = v end
+  end
+  sopts.stdin = opts.stdin or (opts.input and "pipe" or "null")
+  sopts.stdout = opts.stdout or "pipe"
+  sopts.stderr = opts.stderr or "pipe"
+  if sopts.pgid == nil and not sopts.setsid then sopts.pgid = 0 end
+  sopts.pidfd = true
+  local p, err, errno = M.spawn(sopts)
+  if not p then return nil, err, errno end
+  local t0 = p.started
+  local out = { stdout = {}, stderr = {} }
+  local fdname = {}
+  for _, name in ipairs { "stdout", "stderr" } do
+    if p[name] then
+      local fd = core.fileno(p[name])
+      core.setnonblock(fd, true)
+      fdname[fd] = name
+    end
+  end
+  local input, inpos, infd = opts.input, 1, nil
+  if p.stdin then
+    infd = core.fileno(p.stdin)
+    core.setnonblock(infd, true)
+    if not input or #input == 0 then p.stdin:close(); p.stdin = nil; infd = nil end
+  end
+  local deadline = opts.timeout and (t0 + opts.timeout)
+  local kill_at, timed_out, status = nil, false, nil
+
+  local function drain(fd)
+    while true do
+      local data = core.read(fd, 65536)
+      if data == false then return true end       -- nothing more for now
+      if not data or data == "" then return false end  -- EOF (or error)
+      local buf = out[fdname[fd]]
+      buf[#buf + 1] = data
+    end
+  end
+
+  while true do
+    local set = {}
+    for fd in pairs(fdname) do set[fd] = "r" end
+    if infd then set[infd] = "w" end
+    if not status then set[p.pidfd] = "r" end
+    if not next(set) then break end
+    local now = core.now()
+    local until_t = kill_at or deadline
+    local ready = core.poll(set, until_t and math.max(0, until_t - now) or nil)
+    for fd, ev in pairs(ready) do
+      if fd == infd then
+        local n = core.write(fd, input, inpos)
+        if n == nil or (n and inpos + n > #input) then
+          p.stdin:close(); p.stdin = nil; infd = nil
+        elseif n then
+          inpos = inpos + n
+        end
+      elseif fd == p.pidfd then
+        status = p:poll() or nil
+      elseif fdname[fd] and ev:find("[rh]") and not drain(fd) then
+        fdname[fd] = nil
+      end
+    end
+    if status then
+      -- The child is gone: take what its pipes hold, but do not wait for EOF that a
+      -- lingering grandchild could keep from ever coming.
+      for fd in pairs(fdname) do drain(fd) end
+      break
+    end
+    now = core.now()
+    if deadline and not timed_out and now >= deadline then
+      timed_out = true
+      core.killpg(p.pgid or p.pid, "TERM")
+      core.killpg(p.pgid or p.pid, "CONT")
+      kill_at = now + (opts.grace or 1)
+    elseif kill_at and now >= kill_at then
+      core.killpg(p.pgid or p.pid, "KILL")
+      kill_at = nil
+      deadline = nil
+    end
+  end
+  if not status then status = p:wait() end
+  if timed_out and p.pgid then core.killpg(p.pgid, "KILL") end  -- leftovers of the group
+  p:close_pipes()
+  local res = {
+    status = status, timed_out = timed_out, duration = core.now() - t0,
+    stdout = opts.stdout == nil and table.concat(out.stdout) or nil,
+    stderr = opts.stderr == nil and table.concat(out.stderr) or nil,
+  }
+  if opts.check and (timed_out or status.how ~= "exit" or status.code ~= 0) then
+    error(describe_failure(p.argv, res), 2)
+  end
+  return res
+end
+
+--- Turn a status into a shell-like exit code: code, or 128+signal.
+function M.exit_code(st)
+  if st.how == "exit" then return st.code end
+  return 128 + (st.signal or 0)
+end
+
+return M
