@@ -373,7 +373,12 @@ function M.run(opts)
     local ready = core.poll(set, until_t and math.max(0, until_t - now) or nil)
     for fd, ev in pairs(ready) do
       if fd == infd then
+        -- A child that exits without reading its input must not kill us with SIGPIPE:
+        -- ignore it for this write (EPIPE then ends the input) if nobody handles it.
+        local pipe_dfl = core.sigaction("PIPE") == "default"
+        if pipe_dfl then core.sigaction("PIPE", "ignore") end
         local n = core.write(fd, input, inpos)
+        if pipe_dfl then core.sigaction("PIPE", "default") end
         if n == nil or (n and inpos + n > #input) then
           p.stdin:close(); p.stdin = nil; infd = nil
         elseif n then
