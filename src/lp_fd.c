@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "lprocess.h"
 
@@ -24,6 +25,17 @@ static int checkfd(lua_State *L, int arg) {
   lua_Integer fd = luaL_checkinteger(L, arg);
   luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, arg, "bad descriptor");
   return (int)fd;
+}
+
+/* closefrom(n): close every descriptor >= n (a forked helper sheds what it inherited). */
+static int l_closefrom(lua_State *L) {
+  int from = checkfd(L, 1);
+  if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0) {
+    long top = sysconf(_SC_OPEN_MAX);
+    for (long fd = from; fd < (top > 0 ? top : 65536); fd++) close((int)fd);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static const char *const pipe_keys[] = {"nonblock", NULL};
@@ -331,7 +343,7 @@ void lp_open_fd(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-    {"pipe", l_pipe}, {"dup", l_dup}, {"dup2", l_dup2}, {"close", l_close},
+    {"pipe", l_pipe}, {"closefrom", l_closefrom}, {"dup", l_dup}, {"dup2", l_dup2}, {"close", l_close},
     {"open", l_open}, {"read", l_read}, {"write", l_write},
     {"setnonblock", l_setnonblock}, {"setcloexec", l_setcloexec},
     {"fdopen", l_fdopen}, {"fileno", l_fileno}, {"flock", l_flock},

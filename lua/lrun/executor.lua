@@ -1,0 +1,254 @@
+-- lrun.executor: the local executor -- how the scheduler's units become processes.
+--
+-- The scheduler knows nothing of pids, pipes or process groups; it talks to an
+-- executor through three calls, so another executor (Slurm, ...) can replace this one:
+--
+--   local h, err = ex:start(unit, hooks)   -- hooks.exit(status) once the unit ended
+--   ex:signal(h, sig)                      -- to the unit's whole process group
+--   ex:stop(h, sig, grace)                 -- sig + CONT, then KILL after grace
+--
+-- Every unit runs in its own process group with a parent-death signal, and its
+-- output pipes are read by the event loop and handed to lrun.output. When the main
+-- process ends, whatever is left of its group is stopped (TERM, grace, KILL) and
+-- reported; the unit's exit is announced once its pipes are drained.
+local core = require "lprocess.core"
+
+local M = {}
+local Executor = {}
+Executor.__index = Executor
+
+-- opts: loop, out (lrun.output), env (base environment map), run_id, grace,
+-- on_leftover(unit, pgid) (a group outlived its leader), on_group(pgid, alive)
+function M.new(opts)
+  return setmetatable({
+    loop = opts.loop,
+    out = opts.out,
+    env = opts.env,
+    run_id = opts.run_id,
+    grace = opts.grace or 5,
+    on_leftover = opts.on_leftover,
+    on_group = opts.on_group,
+    groups = {},       -- pgid -> handle, while the group may still have members
+    handles = {},      -- pid -> handle of running leaders
+    piped = {},        -- handle -> true while any of its pipes is open
+  }, Executor)
+end
+
+-- Open what a unit's stdin/stdout/stderr name; returns fd (or nil = inherit).
+local function open_stream(spec, input, close)
+  if spec == "inherit" then return nil end
+  local path = spec == "null" and "/dev/null" or spec
+  local fd, err = core.open(path, input and "r" or "wac", 420)
+  if not fd then return false, err end
+  close[#close + 1] = fd
+  return fd
+end
+
+function Executor:_env(unit, extra)
+  local env = {}
+  for k, v in pairs(self.env) do env[k] = v end
+  for k, v in pairs(unit.job.env) do env[k] = v end
+  env.LRUN_JOB = unit.job.name
+  env.LRUN_INSTANCE = tostring(unit.instance)
+  env.LRUN_RUN_ID = self.run_id
+  if extra then
+    for k, v in pairs(extra) do env[k] = v end
+  end
+  return env
+end
+
+local function argv_of(job)
+  if job.argv then return job.argv end
+  return { "/bin/sh", "-c", job.cmd }
+end
+
+-- The user/group fields of a job become ids (only meaningful as root).
+local function credentials(job, copts)
+  local gid
+  if job.group ~= nil then
+    local gr, err = core.getgrnam(job.group)
+    if not gr then return nil, err end
+    gid = gr.gid
+  end
+  if job.user ~= nil then
+    local pw, err = core.getpwnam(job.user)
+    if not pw then return nil, err end
+    copts.uid = pw.uid
+    gid = gid or pw.gid
+    copts.groups = core.getgrouplist(pw.name, gid)
+  end
+  if gid then
+    copts.gid = gid
+    copts.groups = copts.groups or { gid }
+  end
+  return true
+end
+
+function Executor:_watch_pipe(h, fd, stream)
+  h.open_pipes = h.open_pipes + 1
+  h.pipes[fd] = stream
+  self.piped[h] = true
+  self.loop:watch(fd, "r", function() self:_drain(h, fd) end)
+end
+
+function Executor:_close_pipe(h, fd)
+  local stream = h.pipes[fd]
+  self.loop:unwatch(fd)
+  core.close(fd)
+  h.pipes[fd] = nil
+  h.open_pipes = h.open_pipes - 1
+  if h.open_pipes == 0 then self.piped[h] = nil end
+  self.out:finish(h.unit.name, stream)
+end
+
+-- Read what the pipe holds now; on EOF finish the stream and close it.
+function Executor:_drain(h, fd)
+  local stream = h.pipes[fd]
+  if not stream then return end
+  local name, out = h.unit.name, self.out
+  while true do
+    local data = core.read(fd, 65536)
+    if data == false then return end          -- EAGAIN: the rest comes later
+    if not data or data == "" then break end  -- EOF (or an error: treat alike)
+    out:feed(name, stream, data)
+    h.bytes = h.bytes + #data
+  end
+  self:_close_pipe(h, fd)
+end
+
+function Executor:start(unit, hooks)
+  local job = unit.job
+  local close = {}
+  local function fail(err)
+    for _, fd in ipairs(close) do core.close(fd) end
+    return nil, err
+  end
+  local fds = {}
+  local extra = hooks.spawn_opts or {}
+  for k, v in pairs(extra.fds or {}) do fds[k] = v end
+  local fd, err = open_stream(job.stdin, true, close)
+  if fd == false then return fail(err) end
+  fds[0] = fd
+  local pipes = {}
+  for i, stream in ipairs { "stdout", "stderr" } do
+    local spec = job[stream]
+    if spec == "prefix" then
+      local r, w = core.pipe { nonblock = false }
+      if not r then return fail(w) end
+      core.setnonblock(r, true)
+      close[#close + 1] = w
+      pipes[#pipes + 1] = { r, stream }
+      fds[i] = w
+    else
+      fd, err = open_stream(spec, false, close)
+      if fd == false then return fail(err) end
+      fds[i] = fd
+    end
+  end
+  local copts = {
+    argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir, fds = fds,
+    pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
+  }
+  local ok, cerr = credentials(job, copts)
+  if not ok then
+    for _, p in ipairs(pipes) do core.close(p[1]) end
+    return fail(cerr)
+  end
+  local pid, serr = core.spawn(copts)
+  for _, c in ipairs(close) do core.close(c) end
+  if not pid then
+    for _, p in ipairs(pipes) do core.close(p[1]) end
+    return nil, serr
+  end
+  local h = {
+    unit = unit, pid = pid, pgid = pid, hooks = hooks, started = core.now(),
+    pipes = {}, open_pipes = 0, bytes = 0,
+  }
+  self.handles[pid] = h
+  self.groups[pid] = h
+  if self.on_group then self.on_group(pid, true) end
+  for _, p in ipairs(pipes) do self:_watch_pipe(h, p[1], p[2]) end
+  self.loop:child(pid, function(status) self:_exited(h, status) end)
+  return h
+end
+
+function Executor:_exited(h, status)
+  self.handles[h.pid] = nil
+  h.status = status
+  h.ended = core.now()
+  if h.kill_timer then h.kill_timer:cancel(); h.kill_timer = nil end
+  -- Everything the leader wrote is in its pipes now; a grandchild may still hold
+  -- them open, so take what is there without waiting for EOF.
+  for fd in pairs(h.pipes) do self:_drain(h, fd) end
+  -- What is left of the group is stopped and reported; the unit's exit is not held
+  -- back by it, but lrun does not finish before the group is empty.
+  if core.kill(-h.pgid, 0) then
+    h.leftover = true
+    if self.on_leftover then self.on_leftover(h.unit, h.pgid) end
+    self:_stop_group(h, h.stop_signal or "TERM", h.grace or self.grace)
+  else
+    self:_group_gone(h)
+  end
+  h.hooks.exit(status, h)
+end
+
+-- Signal a group with sig + CONT now and KILL after grace, until it is empty.
+function Executor:_stop_group(h, sig, grace)
+  core.killpg(h.pgid, sig)
+  if sig ~= "KILL" then core.killpg(h.pgid, "CONT") end
+  if h.kill_timer then h.kill_timer:cancel() end
+  h.kill_timer = self.loop:timer(grace, function()
+    h.kill_timer = nil
+    core.killpg(h.pgid, "KILL")
+    h.killed = true
+  end)
+end
+
+-- Called after any reap: forget groups that have emptied.
+function Executor:check_groups()
+  for pgid, h in pairs(self.groups) do
+    if h.status and not core.kill(-pgid, 0) then self:_group_gone(h) end
+  end
+end
+
+function Executor:_group_gone(h)
+  self.groups[h.pgid] = nil
+  if h.kill_timer then h.kill_timer:cancel(); h.kill_timer = nil end
+  if self.on_group then self.on_group(h.pgid, false) end
+end
+
+function Executor:busy()
+  return next(self.groups) ~= nil
+end
+
+function Executor:signal(h, sig)
+  if core.kill(-h.pgid, 0) then core.killpg(h.pgid, sig) end
+end
+
+-- Stop a unit: sig and CONT to its group, KILL after grace. hooks.exit still
+-- reports the leader's end; the group is watched until it is empty.
+function Executor:stop(h, sig, grace)
+  h.stop_signal, h.grace = sig, grace
+  if h.stopping and sig ~= "KILL" then return end
+  h.stopping = true
+  if core.kill(-h.pgid, 0) then self:_stop_group(h, sig, grace) end
+end
+
+-- Every group at once, now (second ^C, or lrun dying): KILL.
+function Executor:kill_all()
+  for pgid in pairs(self.groups) do core.killpg(pgid, "KILL") end
+end
+
+-- At the very end: take what pipes still held open (by a grandchild that escaped
+-- its group) contain, then close them.
+function Executor:close()
+  for h in pairs(self.piped) do
+    for fd in pairs(h.pipes) do
+      self:_drain(h, fd)
+      if h.pipes[fd] then self:_close_pipe(h, fd) end
+    end
+  end
+end
+
+M.argv_of = argv_of
+return M

@@ -1,0 +1,112 @@
+-- lrun.watchdog: nothing lrun started outlives it, even when lrun dies by SIGKILL.
+--
+-- Each job's main process gets a parent-death signal, but its descendants do not,
+-- and a grandchild that calls setsid escapes its job's process group. So lrun forks
+-- a small watchdog before it starts any job. lrun tells it, through a pipe, each
+-- process group it creates ("+pgid") and each that has emptied ("-pgid"). When the
+-- pipe reaches EOF without lrun's "bye" -- lrun died -- the watchdog kills the groups
+-- it still knows and then every process tagged with this run's LRUN_RUN_ID (every
+-- job inherits it in its environment), until none is left. After a clean "bye" it
+-- only sweeps the tagged processes, which lrun has normally already stopped.
+local core = require "lprocess.core"
+
+local M = {}
+
+-- Pids of processes whose environment carries LRUN_RUN_ID=run_id (not ourselves).
+function M.tagged(run_id)
+  local tag, me, found = "LRUN_RUN_ID=" .. run_id .. "\0", core.getpid(), {}
+  local ls = io.popen("exec ls /proc 2>/dev/null")
+  if not ls then return found end
+  for name in ls:lines() do
+    local pid = tonumber(name)
+    if pid and pid ~= me then
+      local f = io.open("/proc/" .. name .. "/environ", "rb")
+      if f then
+        local env = f:read("a")
+        f:close()
+        if env and env:find(tag, 1, true) then found[#found + 1] = pid end
+      end
+    end
+  end
+  ls:close()
+  return found
+end
+
+-- Kill every tagged process (and what it stands for) until none is left.
+function M.sweep(run_id, sig)
+  for _ = 1, 20 do
+    local pids = M.tagged(run_id)
+    if #pids == 0 then return true end
+    for _, pid in ipairs(pids) do core.kill(pid, sig or "KILL") end
+    core.reap()
+    core.sleep(0.02)   -- let the kernel finish the kills before looking again
+  end
+  return false
+end
+
+local function serve(rfd, run_id)
+  local groups, buf, bye = {}, "", false
+  while true do
+    local data = core.read(rfd, 4096)
+    if not data or data == "" then break end
+    buf = buf .. data
+    for line in buf:gmatch("([^\n]*)\n") do
+      local op, n = line:match("^([+-])(%d+)$")
+      if op == "+" then groups[tonumber(n)] = true
+      elseif op == "-" then groups[tonumber(n)] = nil
+      elseif line == "bye" then bye = true end
+    end
+    buf = buf:match("[^\n]*$")
+  end
+  if not bye then
+    for pgid in pairs(groups) do core.killpg(pgid, "KILL") end
+  end
+  M.sweep(run_id, "KILL")
+end
+
+-- Fork the watchdog. Returns an object with :group(pgid), :ungroup(pgid), :bye().
+function M.start(run_id)
+  local r, w = assert(core.pipe())
+  local pid = core.fork()
+  if pid == 0 then
+    -- The watchdog must not die of what lrun's process group receives (^C), and
+    -- must hold nothing of lrun's open (a pipe a caller reads to EOF, say).
+    for _, s in ipairs { "INT", "TERM", "HUP", "QUIT", "TSTP", "TTIN", "TTOU", "PIPE" } do
+      core.sigaction(s, "ignore")
+    end
+    core.sigmask("set", {})
+    core.setpgid(0, 0)
+    core.dup2(r, 0)
+    local null = core.open("/dev/null", "w")
+    if null then
+      core.dup2(null, 1)
+      core.dup2(null, 2)
+    end
+    core.closefrom(3)
+    local ok = pcall(serve, 0, run_id)
+    core._exit(ok and 0 or 1)
+  end
+  core.close(r)
+  if not pid then
+    core.close(w)
+    return nil
+  end
+  return setmetatable({ fd = w, pid = pid }, { __index = M })
+end
+
+function M:group(pgid)
+  if self.fd then core.write(self.fd, "+" .. pgid .. "\n") end
+end
+
+function M:ungroup(pgid)
+  if self.fd then core.write(self.fd, "-" .. pgid .. "\n") end
+end
+
+function M:bye()
+  if not self.fd then return end
+  core.write(self.fd, "bye\n")
+  core.close(self.fd)
+  self.fd = nil
+end
+
+return M
