@@ -34,9 +34,16 @@ function M.new(opts)
   }, Executor)
 end
 
+-- One /dev/null for every unit's stdin (the default), opened once per run.
+local null_fd
+
 -- Open what a unit's stdin/stdout/stderr name; returns fd (or nil = inherit).
 local function open_stream(spec, input, close)
   if spec == "inherit" then return nil end
+  if spec == "null" and input then
+    null_fd = null_fd or assert(core.open("/dev/null", "r"))
+    return null_fd
+  end
   local path = spec == "null" and "/dev/null" or spec
   local fd, err = core.open(path, input and "r" or "wac", 420)
   if not fd then return false, err end
@@ -44,17 +51,38 @@ local function open_stream(spec, input, close)
   return fd
 end
 
+local function to_envp(map, envp)
+  for k, v in pairs(map) do envp[#envp + 1] = k .. "=" .. v end
+  return envp
+end
+
+-- The child's environment as "K=V" strings. lrun's own environment is turned into
+-- strings once per run; a job's additions once per job; a unit adds its instance.
+-- Entries that must win (job env, probe variables) come first: getenv and every
+-- libc take the first of duplicate names.
 function Executor:_env(unit, extra)
-  local env = {}
-  for k, v in pairs(self.env) do env[k] = v end
-  for k, v in pairs(unit.job.env) do env[k] = v end
-  env.LRUN_JOB = unit.job.name
-  env.LRUN_INSTANCE = tostring(unit.instance)
-  env.LRUN_RUN_ID = self.run_id
-  if extra then
-    for k, v in pairs(extra) do env[k] = v end
+  if unit.envp and not extra then return unit.envp end
+  local job = unit.job
+  local base = self.base_envp
+  if not base then
+    local env = {}
+    for k, v in pairs(self.env) do env[k] = v end
+    env.LRUN_JOB, env.LRUN_INSTANCE, env.LRUN_RUN_ID = nil, nil, nil
+    base = to_envp(env, { "LRUN_RUN_ID=" .. self.run_id })
+    self.base_envp = base
   end
-  return env
+  local envp = { "LRUN_JOB=" .. job.name, "LRUN_INSTANCE=" .. unit.instance }
+  if extra then to_envp(extra, envp) end
+  if next(job.env) then
+    to_envp(job.env, envp)
+    for _, kv in ipairs(base) do
+      if job.env[kv:match("^[^=]*")] == nil then envp[#envp + 1] = kv end
+    end
+  else
+    table.move(base, 1, #base, #envp + 1, envp)
+  end
+  if not extra then unit.envp = envp end
+  return envp
 end
 
 local function argv_of(job)

@@ -45,11 +45,13 @@ function M.new(spec, opts)
     verbose = opts.verbose,
     units = {},          -- in plan order
     by_job = {},         -- job name -> its units
-    queue = {}, qhead = 1,
+    queue = {}, qhead = 1,   -- jobs whose needs are met, in plan order
+    svc_queue = {},          -- services: they start at once, outside the -j bound
     running_jobs = 0,
     halted = false,      -- a failure without -k: no new starts
     shutting = nil,      -- nil | { signal = N or nil, sig = "TERM" }
     batch = 0,           -- job units not yet ended
+    unended = 0,         -- units of any kind not yet ended
     failures = 0,
     seq = 0,
   }, Runner)
@@ -69,6 +71,7 @@ function M.new(spec, opts)
       list[#list + 1] = u
       self.units[#self.units + 1] = u
       if not u.service then self.batch = self.batch + 1 end
+      self.unended = self.unended + 1
     end
     self.by_job[name] = list
   end
@@ -139,7 +142,8 @@ function Runner:_evaluate(u)
     end
   end
   u.state = "queued"
-  self.queue[#self.queue + 1] = u
+  local q = u.service and self.svc_queue or self.queue
+  q[#q + 1] = u
 end
 
 -- Something about `job` changed: look again at the units that need it.
@@ -155,31 +159,21 @@ end
 
 function Runner:_fill()
   if self.halted or self.shutting then return end
-  local q = self.queue
-  while self.qhead <= #q do
-    local u = q[self.qhead]
-    if u.state ~= "queued" then
-      self.qhead = self.qhead + 1
-    elseif not u.service and self.running_jobs >= self.jobs_limit then
-      -- A service further back must not wait behind the -j bound.
-      local started = false
-      for i = self.qhead + 1, #q do
-        local v = q[i]
-        if v.state == "queued" and v.service then
-          self:_start(v)
-          started = true
-        end
-      end
-      if not started then return end
-      return
-    else
-      self.qhead = self.qhead + 1
-      self:_start(u)
-    end
+  local sq = self.svc_queue
+  while sq[1] do
+    local v = table.remove(sq, 1)
+    if v.state == "queued" then self:_start(v) end
   end
-  if self.qhead > 64 and self.qhead > #q // 2 then   -- compact the consumed head
+  local q = self.queue
+  while self.qhead <= #q and self.running_jobs < self.jobs_limit do
+    local u = q[self.qhead]
+    self.qhead = self.qhead + 1
+    if u.state == "queued" then self:_start(u) end
+  end
+  if self.qhead > 64 and self.qhead > #q // 2 then   -- drop the consumed head
+    local rest = #q - self.qhead + 1
     table.move(q, self.qhead, #q, 1)
-    for i = #q - self.qhead + 2, #q do q[i] = nil end
+    for i = #q, rest + 1, -1 do q[i] = nil end
     self.qhead = 1
   end
 end
@@ -363,6 +357,7 @@ end
 
 function Runner:_finish(u, result, reason)
   u.state = result
+  self.unended = self.unended - 1
   u.reason = reason
   if u.again then u.again:cancel(); u.again = nil end
   if not u.service then self.batch = self.batch - 1 end
@@ -471,10 +466,7 @@ function Runner:_maybe_done()
 end
 
 function Runner:finished()
-  for _, u in ipairs(self.units) do
-    if not ENDED[u.state] then return false end
-  end
-  return not self.ex:busy()
+  return self.unended == 0 and not self.ex:busy()
 end
 
 function M.describe_status(st, err)
