@@ -29,6 +29,7 @@ void lp_open_fd(lua_State *L);
 void lp_open_proc(lua_State *L);
 void lp_open_net(lua_State *L);
 void lp_open_text(lua_State *L);
+void lp_open_daemon(lua_State *L);
 
 /* Failure convention: pushes nil, "ctx: strerror(err)", err and returns 3. */
 int lp_fail(lua_State *L, int err, const char *ctx);
