@@ -49,6 +49,16 @@ job "split" {
   dir = WORK, needs = "generate",
 }
 
+-- A reaper policy is a Lua function that sees how a process ended and decides what
+-- happens next. A worker killed by a signal (the OOM killer, say) gets one more
+-- try; one that exits with an error met bad data, and a retry would not help.
+policy("retry_if_killed", function(ev)
+  if ev.status and ev.status.how == "signal" and not ev.stopping and ev.attempt == 1 then
+    return "retry"
+  end
+  return nil   -- no opinion: the default (done on success, else fail)
+end)
+
 job "count" {
   -- Instance i finds its part from $LRUN_INSTANCE (0 ... N-1); fields 7, 9 and 10
   -- of a log line are the page, the status and the size.
@@ -60,6 +70,7 @@ job "count" {
   ]],
   instances = N, env = env, dir = WORK,
   needs = "split",
+  policy = "retry_if_killed",
 }
 
 job "merge" {
