@@ -515,13 +515,12 @@ static int l_fork(lua_State *L) {
 /* exec(path, argv [, env]) -- replaces this process; returns only on failure. */
 static int l_exec(lua_State *L) {
   const char *file = luaL_checkstring(L, 1);
+  int has_env = !lua_isnoneornil(L, 3);   /* before check_argv pushes onto the stack */
+  if (has_env) luaL_checktype(L, 3, LUA_TTABLE);
   char **argv = check_argv(L, 2, "exec");
   char **envp = environ;
   const char *path = NULL;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    envp = check_env(L, 3, &path);
-  }
+  if (has_env) envp = check_env(L, 3, &path);
   exec_search(file, argv, envp, path ? path : default_path());
   return lp_failf(L, errno, "%s", file);
 }

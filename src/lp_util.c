@@ -320,7 +320,7 @@ void lp_open_util(lua_State *L) {
     lua_pushinteger(L, errtab[i].num);
     lua_setfield(L, -2, errtab[i].name);
     /* EAGAIN == EWOULDBLOCK: the first name wins for the reverse map */
-    if (lua_rawgeti(L, -2, errtab[i].num) == LUA_TNIL) {
+    if (lua_rawgeti(L, -1, errtab[i].num) == LUA_TNIL) {
       lua_pushstring(L, errtab[i].name);
       lua_rawseti(L, -3, errtab[i].num);
     }
