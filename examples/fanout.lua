@@ -28,7 +28,8 @@ job "generate" {
     awk -v lines="$LOG_LINES" '
       function rnd(m) { x = (x * 16807) % 2147483647; return x % m }
       BEGIN {
-        np = split("/ /index.html /search /api/items /api/users /login /about /static/app.js /static/site.css /favicon.ico", page, " ")
+        pages = "/ /index.html /search /api/items /api/users /login /about"
+        np = split(pages " /static/app.js /static/site.css /favicon.ico", page, " ")
         split("200 200 200 200 200 200 200 304 404 500", status, " ")
         x = 42
         for (i = 0; i < lines; i++) {
