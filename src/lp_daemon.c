@@ -1,6 +1,6 @@
 /*
- * lp_daemon.c -- what daemon setup and pidfiles need beyond lp_fd.c: hard links and
- * unlink (a pidfile appears whole, never half-written), file identity (stat: dev/ino
+ * lp_daemon.c -- what daemon setup and pidfiles need beyond lp_fd.c: rename without
+ * replacing, hard links and unlink (a pidfile appears whole, never half-written), file identity (stat: dev/ino
  * tell "the file I locked" from "the file now at that path"), byte-range locks on
  * the open file description (a second lock, independent of flock), readlink,
  * directory listing and the close-on-exec flag of a descriptor.
@@ -16,9 +16,15 @@
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "lprocess.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
 
 static int checkfd(lua_State *L, int arg) {
   lua_Integer fd = luaL_checkinteger(L, arg);
@@ -30,6 +36,27 @@ static int checkfd(lua_State *L, int arg) {
 static int l_link(lua_State *L) {
   const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
   if (LP_RETRY(link(from, to)) < 0) return lp_failf(L, errno, "link %s %s", from, to);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* rename(old, new [, noreplace]) -> true | nil, msg, errno. With noreplace (renameat2
+ * RENAME_NOREPLACE) an existing new, symlink or not, is EEXIST; where the filesystem
+ * or kernel lacks it, link + unlink does the same (EINVAL/ENOSYS never surface). */
+static int l_rename(lua_State *L) {
+  const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+  int noreplace = lua_toboolean(L, 3);
+  long r;
+  if (noreplace) {
+    r = LP_RETRY(syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE));
+    if (r < 0 && (errno == EINVAL || errno == ENOSYS)) {
+      r = LP_RETRY(link(from, to));
+      if (r == 0) unlink(from);
+    }
+  } else {
+    r = LP_RETRY(rename(from, to));
+  }
+  if (r < 0) return lp_failf(L, errno, "rename %s %s", from, to);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -178,7 +205,7 @@ static int l_ofdlock(lua_State *L) {
 
 void lp_open_daemon(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"link", l_link}, {"unlink", l_unlink}, {"stat", l_stat}, {"lstat", l_lstat},
+    {"link", l_link}, {"rename", l_rename}, {"unlink", l_unlink}, {"stat", l_stat}, {"lstat", l_lstat},
     {"fstat", l_fstat}, {"readlink", l_readlink}, {"listdir", l_listdir},
     {"getcloexec", l_getcloexec}, {"ofdlock", l_ofdlock}, {NULL, NULL}
   };
