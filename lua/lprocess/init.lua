@@ -219,9 +219,9 @@ end
 -- Block until the child ends or `timeout` seconds pass (false then), readiness-driven
 -- through a pidfd: no sleep-and-poll.
 function Process:wait(opts)
+  if opts then check_keys(opts, { timeout = true }, "wait") end
   if self.status then return self.status end
   local timeout = opts and opts.timeout
-  if opts then check_keys(opts, { timeout = true }, "wait") end
   if timeout then
     local fd = self.pidfd
     local own = false
@@ -249,8 +249,15 @@ function Process:kill(sig)
 end
 
 function Process:killpg(sig)
+  if not self.pgid and self.status then   -- getpgid could name a recycled pid's group
+    return nil, string.format("killpg: process %d already reaped", self.pid), core.errno.ESRCH
+  end
   local pgid = self.pgid or core.getpgid(self.pid)
   if not pgid then return nil, "killpg: unknown process group", core.errno.ESRCH end
+  if pgid == core.getpgid(0) then         -- a child left in our group: we would die too
+    return nil, string.format("killpg %d: process %d is in our own process group", pgid,
+      self.pid), core.errno.EPERM
+  end
   return core.killpg(pgid, sig or "TERM")
 end
 
@@ -285,7 +292,11 @@ end
 -- `local p <close> = spawn{...}`: on error the child is terminated and reaped,
 -- otherwise waited for. Either way no running child and no zombie is left.
 function Process:__close(err)
-  if self.stdin and io.type(self.stdin) == "file" then self.stdin:close() end
+  -- Our pipe ends go first: a child blocked writing to an output pipe nobody reads
+  -- any more would otherwise never end (it gets EPIPE instead), nor one reading stdin.
+  for _, k in ipairs { "stdin", "stdout", "stderr" } do
+    if self[k] and io.type(self[k]) == "file" then self[k]:close() end
+  end
   if err ~= nil then self:terminate(1) else self:wait() end
   self:close_pipes()
 end
