@@ -15,17 +15,7 @@ local function set_of(list)
   return s
 end
 
--- Zombie children that appeared since `before` (a set from zombie_set()).
-local function zombie_set()
-  return set_of(H.zombies_of())
-end
-local function new_zombies(before)
-  local z = {}
-  for _, pid in ipairs(H.zombies_of()) do
-    if not before[pid] then z[#z + 1] = pid end
-  end
-  return z
-end
+local zombie_set, new_zombies = H.zombie_set, H.new_zombies
 
 -- fdinfo flags (octal) of one of our descriptors
 local function fd_flags(fd)

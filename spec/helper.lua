@@ -129,6 +129,21 @@ function H.zombies_of(pid, among)
   return z
 end
 
+-- Zombie children of ours as a set, and those that appeared since such a set.
+function H.zombie_set()
+  local s = {}
+  for _, pid in ipairs(H.zombies_of()) do s[pid] = true end
+  return s
+end
+
+function H.new_zombies(before)
+  local z = {}
+  for _, pid in ipairs(H.zombies_of()) do
+    if not before[pid] then z[#z + 1] = pid end
+  end
+  return z
+end
+
 -- The open descriptors of pid, sorted, from /proc/PID/fd.
 function H.fds_of(pid)
   local ls = assert(io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null"))
@@ -137,6 +152,34 @@ function H.fds_of(pid)
   ls:close()
   table.sort(fds)
   return fds
+end
+
+-- Our own descriptors as a set, after a full GC (collected Lua files close theirs).
+-- Probed with dup() up to the table's size rather than listed by a child `ls`: the
+-- pipe to that child would itself show up, racing with its closing.
+function H.own_fds()
+  collectgarbage()
+  collectgarbage()
+  local size = tonumber(H.status_fields(H.mypid).FDSize) or 1024
+  local set = {}
+  for fd = 0, size - 1 do
+    local d = core.dup(fd)
+    if d then
+      core.close(d)
+      set[fd] = true
+    end
+  end
+  return set
+end
+
+-- Descriptors in our table now that were not in `before` (a set from own_fds).
+function H.new_fds(before)
+  local new = {}
+  for fd in pairs(H.own_fds()) do
+    if not before[fd] then new[#new + 1] = fd end
+  end
+  table.sort(new)
+  return new
 end
 
 function H.alive(pid)
