@@ -280,15 +280,7 @@ local function run(o, spec, targets, daemon_handle)
   out:close()
   io.stdout:flush()
   -- What escaped every process group (setsid grandchildren) goes too.
-  if #watchdog.tagged(run_id) > 0 then
-    for _, pid in ipairs(watchdog.tagged(run_id)) do core.kill(pid, "TERM") end
-    local deadline = core.now() + math.min(r.grace, 5)
-    while #watchdog.tagged(run_id) > 0 and core.now() < deadline do
-      core.sleep(0.05)
-      core.reap()
-    end
-    watchdog.sweep(run_id, "KILL")
-  end
+  if wd then wd:reap_escapees(math.min(r.grace, 5), run_id) end
   core.reap()
   if wd then wd:bye() end
   if not o.quiet then io.stderr:write(report.summary(r:results())) end

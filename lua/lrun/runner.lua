@@ -75,10 +75,13 @@ function M.new(spec, opts)
     end
     self.by_job[name] = list
   end
+  -- Every name up front, so prefixes are padded to one width from the first line.
+  for _, u in ipairs(self.units) do opts.out:register(u.name) end
   self.ex = executor.new {
     loop = self.loop, out = self.out, env = opts.env or core.environ(),
     run_id = opts.run_id, grace = self.grace, on_group = opts.watchdog,
     on_leftover = function(u, pgid)
+      if u.stopping or self.shutting then return end   -- being stopped anyway
       self:_say(string.format("job %s: its process group %d outlived it; stopping it",
         u.name, pgid))
       self:_emit("leftover", u, { pgid = pgid })
@@ -135,6 +138,9 @@ function Runner:_evaluate(u)
   for _, need in ipairs(u.job.needs) do
     local st = need_state(self.by_job[need.name], need.cond)
     if st == "never" then
+      -- A job that runs only on another's failure is not at fault when that
+      -- other job succeeded: its skip does not fail the run.
+      u.benign = need.cond == "failure" and need_state(self.by_job[need.name], "success") == "met"
       return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
         need.name, need.cond))
     elseif st == "wait" then
@@ -485,7 +491,9 @@ function Runner:run()
   self.ex:close()
   if self.shutting and self.shutting.signal then return 128 + self.shutting.signal end
   for _, u in ipairs(self.units) do
-    if u.state ~= "ok" and not (u.service and u.state == "stopped") then return 1 end
+    if u.state ~= "ok" and not (u.service and u.state == "stopped") and not u.benign then
+      return 1
+    end
   end
   return 0
 end

@@ -58,9 +58,9 @@ local function serve(rfd, run_id)
     end
     buf = buf:match("[^\n]*$")
   end
-  if not bye then
-    for pgid in pairs(groups) do core.killpg(pgid, "KILL") end
-  end
+  -- After lrun's "bye" everything is already stopped: nothing to do.
+  if bye then return end
+  for pgid in pairs(groups) do core.killpg(pgid, "KILL") end
   M.sweep(run_id, "KILL")
 end
 
@@ -102,11 +102,51 @@ function M:ungroup(pgid)
   if self.fd then core.write(self.fd, "-" .. pgid .. "\n") end
 end
 
+-- A clean end: the watchdog exits at once and is reaped here, so it never lingers
+-- as a zombie under whoever reaps for lrun's parent.
 function M:bye()
   if not self.fd then return end
   core.write(self.fd, "bye\n")
   core.close(self.fd)
   self.fd = nil
+  core.wait(self.pid)
+end
+
+-- Our direct children now (orphans re-parented to lrun, the subreaper, show here).
+local function children()
+  local me = core.getpid()
+  local f = io.open(string.format("/proc/%d/task/%d/children", me, me))
+  if not f then return nil end
+  local kids = {}
+  for pid in f:read("a"):gmatch("%d+") do kids[#kids + 1] = tonumber(pid) end
+  f:close()
+  return kids
+end
+
+-- At the end of a run, what escaped every job's process group (a setsid'ed
+-- grandchild whose parent has gone) is a child of lrun: TERM it with its group,
+-- KILL after `grace`, reap, and repeat for what its going re-parents to us.
+function M:reap_escapees(grace, run_id)
+  local kids = children()
+  if not kids then   -- no /proc/PID/task/TID/children here: fall back to the tags
+    return M.sweep(run_id, "KILL")
+  end
+  local deadline, sig = core.now() + grace, "TERM"
+  while true do
+    local n = 0
+    for _, pid in ipairs(kids) do
+      if pid ~= self.pid then
+        n = n + 1
+        core.killpg(pid, sig)
+        core.kill(pid, sig)
+      end
+    end
+    if n == 0 then return true end
+    core.sleep(0.02)
+    core.reap()
+    if sig == "TERM" and core.now() >= deadline then sig = "KILL" end
+    kids = children()
+  end
 end
 
 return M
