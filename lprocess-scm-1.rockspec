@@ -1,0 +1,51 @@
+rockspec_format = "3.0"
+package = "lprocess"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/lprocess.git",
+}
+description = {
+  summary = "POSIX processes for Lua 5.4, and lrun, a scriptable process runner",
+  detailed = [[
+lprocess binds fork, exec, a vfork-speed spawn, waitpid with rusage, signals as
+file descriptors, pidfds, process groups and sessions for Lua 5.4, with Process
+objects, run() and an event loop on top. lrun runs job graphs and services from
+jobs.lua / jobs.yaml files with Lua reaper policies.]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+  "lyaml",
+  "lua-cjson",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["lprocess.core"] = {
+      sources = {
+        "src/lprocess.c", "src/lp_util.c", "src/lp_spawn.c", "src/lp_wait.c",
+        "src/lp_signal.c", "src/lp_fd.c", "src/lp_proc.c", "src/lp_net.c",
+        "src/lp_text.c", "src/lp_daemon.c",
+      },
+      defines = { "_GNU_SOURCE" },
+    },
+    ["lprocess"] = "lua/lprocess/init.lua",
+    ["lprocess.loop"] = "lua/lprocess/loop.lua",
+    ["lprocess.policy"] = "lua/lprocess/policy.lua",
+    ["lprocess.ready"] = "lua/lprocess/ready.lua",
+    ["lprocess.daemon"] = "lua/lprocess/daemon.lua",
+    ["lrun.cli"] = "lua/lrun/cli.lua",
+    ["lrun.runner"] = "lua/lrun/runner.lua",
+    ["lrun.executor"] = "lua/lrun/executor.lua",
+    ["lrun.jobfile"] = "lua/lrun/jobfile.lua",
+    ["lrun.graph"] = "lua/lrun/graph.lua",
+    ["lrun.output"] = "lua/lrun/output.lua",
+    ["lrun.report"] = "lua/lrun/report.lua",
+    ["lrun.watchdog"] = "lua/lrun/watchdog.lua",
+    ["lrun.initmode"] = "lua/lrun/initmode.lua",
+    ["lrun.control"] = "lua/lrun/control.lua",
+  },
+  install = {
+    bin = { lrun = "scripts/lrun" },
+  },
+}
