@@ -326,8 +326,11 @@ function Runner:_again(u, delay, ev)
     u.limiter = u.limiter or policy.limiter(job)
     if u.stable_timer then u.stable_timer:cancel() end
     -- Up and ready long enough: the crash loop is over, start the backoff afresh.
-    if ev.since_ready and ev.since_ready >= policy.stable_period(job) then u.restarts = 0 end
-    if not u.limiter:record(core.now(), ev.runtime) then
+    if ev.since_ready and ev.since_ready >= policy.stable_period(job) then
+      u.restarts = 0
+      u.limiter:reset()
+    end
+    if not u.limiter:record(core.now(), ev.runtime, u.status) then
       self:_say(string.format("job %s: gave up: %s; last exit: %s", u.name,
         u.limiter:reason(), M.describe_status(u.status, u.spawn_error)))
       return self:_finish(u, "gave up")
