@@ -1,0 +1,298 @@
+-- lrun.initmode: `lrun --init -- CMD ARGS...`, the job tini does, in the process
+-- runner.
+--
+--   local code = require("lrun.initmode").main{ argv = { "cmd", "arg" },
+--     success_codes = { [3] = true }, grace = 5, verbose = false }
+--
+-- * As PID 1 (a container) it is the reaper already; otherwise it becomes a child
+--   subreaper, so every orphan among CMD's descendants is re-parented to it.
+-- * CMD runs in its own process group, and is made the terminal's foreground group
+--   when lrun itself is in the foreground of a terminal on stdin (^C, ^Z then reach
+--   CMD's group from the terminal, not lrun). The terminal is CMD's before CMD runs
+--   (handed over between fork and exec), and lrun takes it back when CMD ends.
+-- * Descriptors lrun inherited pass on to CMD, as with tini.
+-- * Every catchable signal lrun receives is forwarded once to CMD: HUP INT QUIT USR1
+--   USR2 PIPE ALRM TERM CONT TSTP URG XCPU XFSZ VTALRM PROF WINCH IO PWR STKFLT and the
+--   real-time ones. Not forwarded: CHLD (ours), TTIN/TTOU (terminal control of lrun
+--   itself), and the signals the kernel sends a process about its own fault (SEGV,
+--   BUS, ILL, FPE, TRAP, SYS, ABRT).
+-- * Every child that ends is reaped as soon as SIGCHLD says so (readiness-driven,
+--   through lprocess.loop): no zombie accumulates.
+-- * When CMD exits, what is left (its process group and every child of ours) gets
+--   SIGTERM (and CONT), then SIGKILL after `grace` seconds, until no child is left.
+--   As PID 1 "what is left" is everything in the PID namespace (kill -1). A TERM or
+--   INT received meanwhile skips the rest of the grace.
+-- * The result is CMD's exit code (0 for codes in success_codes, like tini -e), or
+--   128+N when CMD was killed by signal N. When CMD cannot be executed: a message,
+--   then 127 (not found) or 126 (found, not executable).
+-- * When lrun is not PID 1, CMD gets a parent-death SIGKILL: if lrun is killed (even
+--   by SIGKILL), CMD does not run on unsupervised.
+local core = require "lprocess.core"
+local lprocess = require "lprocess"
+local loopmod = require "lprocess.loop"
+
+local M = {}
+
+local FORWARD = { "HUP", "INT", "QUIT", "USR1", "USR2", "PIPE", "ALRM", "TERM", "STKFLT",
+  "CONT", "TSTP", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR" }
+local RT_FIRST, RT_LAST = 34, 64   -- SIGRTMIN..SIGRTMAX as glibc leaves them to us
+
+-- The signals forwarded to CMD, as numbers.
+function M.forwarded()
+  local list = {}
+  for _, name in ipairs(FORWARD) do
+    if core.signals[name] then list[#list + 1] = core.signals[name] end
+  end
+  for n = RT_FIRST, RT_LAST do list[#list + 1] = n end
+  return list
+end
+
+local function eprint(msg)
+  io.stderr:write("lrun: ", msg, "\n")
+  io.stderr:flush()
+end
+
+local function signame(n)
+  return core.signals[n] and ("SIG" .. core.signals[n]) or ("signal " .. n)
+end
+
+local function describe(st)
+  if st.how == "exit" then return "exit " .. st.code end
+  return "killed by " .. signame(st.signal)
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Our children, from /proc -- only when /proc shows our own PID namespace: pids read
+-- from another namespace's /proc would name other processes to kill().
+local function children(me)
+  if core.readlink("/proc/self") ~= tostring(me) then return {} end
+  local kids = {}
+  local s = slurp("/proc/thread-self/children")
+  if s then
+    for k in s:gmatch("%d+") do kids[#kids + 1] = tonumber(k) end
+    return kids
+  end
+  for _, name in ipairs(core.listdir("/proc") or {}) do
+    local stat = tonumber(name) and slurp("/proc/" .. name .. "/stat")
+    local ppid = stat and stat:match("^%d+ %(.*%) %S+ (%d+)")
+    if ppid and tonumber(ppid) == me then kids[#kids + 1] = tonumber(name) end
+  end
+  return kids
+end
+
+-- fd 0 when it is a terminal whose foreground process group is ours.
+local function foreground_tty()
+  if not core.isatty(0) then return nil end
+  local fg = core.tcgetpgrp(0)
+  if fg and fg == core.getpgid(0) then return 0 end
+  return nil
+end
+
+-- Start CMD as the terminal's foreground group before it runs a single instruction:
+-- fork, and in the child make its own group and hand it the terminal (SIGTTOU is
+-- blocked, inherited from us), reset signals as spawn does, exec. Handing the
+-- terminal over from the parent after spawn would race with CMD's first read of it.
+-- -> {pid=} | nil, "prog: reason", errno (exec failure, reported on a close-on-exec
+-- pipe, the failed child reaped)
+local function spawn_foreground(argv, tty, deathsig)
+  local r, w = core.pipe()
+  if not r then return nil, w end
+  local parent = core.getpid()
+  io.stdout:flush()
+  io.stderr:flush()
+  local pid, ferr, ferrno = core.fork()
+  if not pid then
+    core.close(r)
+    core.close(w)
+    return nil, ferr, ferrno
+  end
+  if pid == 0 then
+    core.close(r)
+    core.setpgid(0, 0)
+    core.tcsetpgrp(tty, core.getpid())
+    if deathsig then
+      core.pdeathsig(deathsig)
+      if core.getppid() ~= parent then core._exit(128 + core.signals[deathsig]) end
+    end
+    for sig = 1, 64 do
+      if sig ~= core.signals.KILL and sig ~= core.signals.STOP then core.sigaction(sig, "default") end
+    end
+    core.sigmask("set", {})
+    local _, msg, errno = core.exec(argv[1], argv)
+    core.write(w, string.format("%d %s", errno or 0, msg or "exec failed"))
+    core._exit(127)
+  end
+  core.close(w)
+  local report = {}
+  while true do
+    local s = core.read(r, 4096)
+    if not s or s == "" then break end
+    report[#report + 1] = s
+  end
+  core.close(r)
+  report = table.concat(report)
+  if report ~= "" then
+    lprocess.wait(pid)
+    local errno, msg = report:match("^(%d+) (.*)$")
+    return nil, msg or report, tonumber(errno)
+  end
+  return { pid = pid }
+end
+
+local function check_opts(opts)
+  if type(opts) ~= "table" then error("initmode.main: expected a table", 3) end
+  local known = { argv = true, success_codes = true, grace = true, verbose = true }
+  for k in pairs(opts) do
+    if not known[k] then error("initmode.main: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  if type(opts.argv) ~= "table" or #opts.argv == 0 then
+    error("initmode.main: argv must be a non-empty array", 3)
+  end
+end
+
+--- main{ argv=, success_codes=, grace=, verbose= } -> exit code
+function M.main(opts)
+  check_opts(opts)
+  local grace = opts.grace or 5
+  local success = opts.success_codes or {}
+  local verbose = opts.verbose
+  local function say(fmt, ...)
+    if verbose then eprint(string.format(fmt, ...)) end
+  end
+
+  local me = core.getpid()
+  local pid1 = me == 1
+  if not pid1 then
+    local ok, err = core.subreaper(true)
+    if not ok then eprint("cannot become a child subreaper (" .. err .. "): orphans will not come to lrun") end
+  end
+  -- Blocked, so that lrun can hand the terminal to CMD and take it back while in the
+  -- background (tcsetpgrp would otherwise stop us with SIGTTOU). CMD starts with a
+  -- clear mask whatever ours is.
+  local old_mask = core.sigmask("block", { "TTOU", "TTIN" })
+  local tty = foreground_tty()
+  local loop = loopmod.new()
+
+  local child, status, stopping, phase, hurry_timer
+  local termed = {}     -- pid -> true: sent SIGTERM while stopping (once is enough)
+  local done = false
+
+  local function any_children()
+    -- wait(-1, nohang): false = children exist, none ended; nil = none at all.
+    while true do
+      local st = lprocess.wait(-1, { nohang = true })
+      if st == false then return true end
+      if not st then return false end
+      say("reaped orphan %d (%s)", st.pid, describe(st))
+    end
+  end
+
+  local function signal_rest(sig)
+    if pid1 then
+      core.kill(-1, sig)
+      if sig == "TERM" then core.kill(-1, "CONT") end
+      return
+    end
+    core.killpg(child.pid, sig)
+    if sig == "TERM" then core.killpg(child.pid, "CONT") end
+    for _, pid in ipairs(children(me)) do
+      if sig == "KILL" or not termed[pid] then
+        core.kill(pid, sig)
+        if sig == "TERM" then
+          termed[pid] = true
+          core.kill(pid, "CONT")
+        end
+      end
+    end
+  end
+
+  local function check_done()
+    if not any_children() then
+      done = true
+      return
+    end
+    -- Orphans keep arriving as their parents die: they get what the others got.
+    if phase == "KILL" or (phase == "TERM" and not pid1) then signal_rest(phase) end
+  end
+
+  local function kill_phase(why)
+    if phase == "KILL" then return end
+    if hurry_timer then hurry_timer:cancel() end
+    phase = "KILL"
+    say("%s: killing what is left", why)
+    signal_rest("KILL")
+  end
+
+  local function begin_stop()
+    stopping = true
+    if tty then core.tcsetpgrp(tty, core.getpgid(0)) end   -- take the terminal back
+    if not any_children() then
+      done = true
+      return
+    end
+    say("stopping what CMD left behind (SIGTERM, then SIGKILL after %gs)", grace)
+    phase = "TERM"
+    signal_rest("TERM")
+    hurry_timer = loop:timer(grace, function() kill_phase("grace period over") end)
+  end
+
+  local TERM, INT = core.signals.TERM, core.signals.INT
+  for _, sig in ipairs(M.forwarded()) do
+    loop:signal(sig, function(s)
+      if child and not status then
+        say("forwarding %s to %d", signame(s), child.pid)
+        core.kill(child.pid, s)
+      elseif stopping and (s == TERM or s == INT) then
+        kill_phase("got " .. signame(s))
+      end
+    end)
+  end
+
+  -- Descriptors lrun was given pass on to CMD (socket activation, a supervisor's
+  -- pipes), as with tini: lrun's own are all close-on-exec.
+  local deathsig = not pid1 and "KILL" or nil
+  local p, err, errno
+  if tty then
+    p, err, errno = spawn_foreground(opts.argv, tty, deathsig)
+  else
+    local spec = { pgid = 0, close_fds = false, pdeathsig = deathsig }
+    for i, a in ipairs(opts.argv) do spec[i] = a end
+    p, err, errno = lprocess.spawn(spec)
+  end
+  if not p then
+    loop:close()
+    core.sigmask("set", old_mask)
+    eprint(err)
+    return errno == core.errno.ENOENT and 127 or 126
+  end
+  child = p
+  say("started %d: %s", p.pid, table.concat(opts.argv, " "))
+
+  loop.on_orphan = function(st)
+    say("reaped orphan %d (%s)", st.pid, describe(st))
+    if stopping then check_done() end
+  end
+  loop:child(p.pid, function(st)
+    status = st
+    say("%s ended: %s", opts.argv[1], describe(st))
+    begin_stop()
+  end)
+  loop:run(function() return done end)
+  loop:close()
+  core.sigmask("set", old_mask)
+
+  if status.how == "exit" then
+    if success[status.code] then return 0 end
+    return status.code
+  end
+  return 128 + (status.signal or 0)
+end
+
+return M
