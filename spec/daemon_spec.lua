@@ -2,7 +2,7 @@
 -- what the daemon is is read from /proc, and every daemon a test starts is killed
 -- and reaped in `finally` (busted is a subreaper, so daemons end up its children).
 local U = dofile("spec/fixtures/d_util.lua")
-local core, lp = U.core, U.lp
+local core = U.core
 local daemon = require "lprocess.daemon"
 local control = require "lrun.control"
 

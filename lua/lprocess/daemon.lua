@@ -86,13 +86,12 @@ end
 -- file the user may think we were to create.
 local function check_dir(pidfile)
   local dir = dirname(pidfile)
-  local st, err, errno = core.stat(dir)
+  local st, _, errno = core.stat(dir)
   if not st then
     if errno == E.ENOENT then
       return nil, string.format("pidfile directory %s does not exist", dir)
     end
-    return nil, string.format("pidfile directory %s: %s", dir,
-      core.strerror(errno or E.EINVAL))
+    return nil, string.format("pidfile directory %s: %s", dir, core.strerror(errno))
   end
   if st.type ~= "directory" then
     return nil, string.format("pidfile directory %s is not a directory", dir)
