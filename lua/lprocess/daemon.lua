@@ -218,23 +218,26 @@ local function acquire(path, pid)
       end
       if not free then
         local other = read_pid(cur)
+        local same = same_file(cur, path)
         core.close(cur)
-        if other then return give_up(string.format("already running (pid %d)", other)) end
-        return give_up(string.format("pidfile %s is locked but holds no pid", path))
+        -- (not the same file: its daemon removed it on the way out; look again)
+        if same and other then return give_up(string.format("already running (pid %d)", other)) end
+        if same then return give_up(string.format("pidfile %s is locked but holds no pid", path)) end
+      else
+        -- stale: replace it, one replacer at a time
+        local locked, oerr = core.ofdlock(cur, "w", true)
+        if not locked then
+          core.close(cur)
+          return give_up(oerr)
+        end
+        if same_file(cur, path) then
+          local renamed, rerr = core.rename(tmp, path)
+          core.close(cur)
+          if not renamed then return give_up("pidfile " .. rerr) end
+          return fd
+        end
+        core.close(cur)   -- replaced or removed by someone else meanwhile: look again
       end
-      -- stale: replace it, one replacer at a time
-      local locked, oerr = core.ofdlock(cur, "w", true)
-      if not locked then
-        core.close(cur)
-        return give_up(oerr)
-      end
-      if same_file(cur, path) then
-        local renamed, rerr = core.rename(tmp, path)
-        core.close(cur)
-        if not renamed then return give_up("pidfile " .. rerr) end
-        return fd
-      end
-      core.close(cur)   -- replaced or removed by someone else meanwhile: look again
     end
   end
   return give_up(string.format("pidfile %s keeps changing", path))
