@@ -95,7 +95,7 @@ job "client" { cmd = "echo must not run", needs = { "never" } }
     assert.truthy(r.stderr:find("policy blew up", 1, true))
     assert.truthy(r.stderr:find("svc_policy.lua:8", 1, true), r.stderr)      -- spins
     assert.truthy(r.stderr:find("frobnicate", 1, true), r.stderr)            -- garbage
-    assert.truthy(r.stdout:find("fine | still fine", 1, true))
+    assert.truthy(r.stdout:match("fine%s+| still fine"), r.stdout)
     assert.truthy(r.stderr:match("\nfine%s+ok"))
     assert.truthy(r.stderr:match("\ngarbage%s+failed"))
   end)
