@@ -194,6 +194,12 @@ describe("lrun --init", function()
       assert.matches("code=6", res.stdout)
       assert.matches("after=yes", res.stdout)
     end
+    -- a CMD that cannot be executed had the terminal for a moment: lrun takes it back
+    cmd = string.format("%s --init -- no-such-program-xyz; echo code=$?; %s", U.lrun,
+      check:format("after", "after"))
+    local res = U.run { "script", "-qec", cmd, "/dev/null" }
+    assert.matches("code=127", res.stdout)
+    assert.matches("after=yes", res.stdout)
   end)
 
   it("passes the descriptors it was given on to CMD, as tini does", function()

@@ -194,14 +194,18 @@ function M.main(opts)
     end
   end
 
-  local function signal_rest(sig)
+  -- `first`: the start of a phase (the whole group gets it); later calls only reach
+  -- orphans that arrived since, and each gets SIGTERM once.
+  local function signal_rest(sig, first)
     if pid1 then
       core.kill(-1, sig)
       if sig == "TERM" then core.kill(-1, "CONT") end
       return
     end
-    core.killpg(child.pid, sig)
-    if sig == "TERM" then core.killpg(child.pid, "CONT") end
+    if first or sig == "KILL" then
+      core.killpg(child.pid, sig)
+      if sig == "TERM" then core.killpg(child.pid, "CONT") end
+    end
     for _, pid in ipairs(children(me)) do
       if sig == "KILL" or not termed[pid] then
         core.kill(pid, sig)
@@ -227,7 +231,7 @@ function M.main(opts)
     if hurry_timer then hurry_timer:cancel() end
     phase = "KILL"
     say("%s: killing what is left", why)
-    signal_rest("KILL")
+    signal_rest("KILL", true)
   end
 
   local function begin_stop()
@@ -239,7 +243,7 @@ function M.main(opts)
     end
     say("stopping what CMD left behind (SIGTERM, then SIGKILL after %gs)", grace)
     phase = "TERM"
-    signal_rest("TERM")
+    signal_rest("TERM", true)
     hurry_timer = loop:timer(grace, function() kill_phase("grace period over") end)
   end
 
@@ -267,6 +271,7 @@ function M.main(opts)
     p, err, errno = lprocess.spawn(spec)
   end
   if not p then
+    if tty then core.tcsetpgrp(tty, core.getpgid(0)) end   -- the failed child had it
     loop:close()
     core.sigmask("set", old_mask)
     eprint(err)
