@@ -509,9 +509,17 @@ describe("lrun -d / --status / --stop", function()
     assert.equal(1, again.code)
     assert.equal("lrun: already running (pid " .. pid .. ")\n", again.stderr)
 
+    -- logrotate: move the log, SIGUSR2, and what lrun writes next (the summary at
+    -- the end) goes to a new file of that name
+    assert(os.rename(log, log .. ".1"))
+    core.kill(pid, "USR2")
+    assert.truthy(U.wait_until(function() return U.slurp(log) end, 5))
+
     local stop = lrun { "--stop", "--pidfile", pidfile }
     assert.equal(0, stop.code, stop.stderr)
     assert.is_false(U.alive(pid))                 -- --stop returned only once it was gone
+    assert.matches("web up", U.slurp(log .. ".1"), 1, true)
+    assert.matches("worker%s+stopped", U.slurp(log))
     for _, jp in ipairs(job_pids) do assert.is_false(U.alive(jp)) end
     assert.is_nil(U.slurp(pidfile))
     local after = lrun { "--status", "--pidfile", pidfile }
