@@ -564,5 +564,4 @@ function M.daemonize(opts)
   return d
 end
 
-M._absolute = absolute
 return M
