@@ -227,14 +227,21 @@ local function run(o, spec, targets, daemon_handle)
   local function close_writers(...)
     for _, w in ipairs { ... } do if w then w:close() end end
   end
+  -- Before the daemon is ready its launcher is still waiting: tell it why we stop.
+  local function early_fail(msg)
+    eprint(msg)
+    if daemon_handle then daemon_handle:fail(msg) end
+    if wd then wd:bye() end
+    return 2
+  end
   local events, joblog, err
   if o.events then
     events, err = report.events(o.events)
-    if not events then eprint(err); return 2 end
+    if not events then return early_fail(err) end
   end
   if o.joblog then
     joblog, err = report.joblog(o.joblog)
-    if not joblog then eprint(err); close_writers(events); return 2 end
+    if not joblog then close_writers(events); return early_fail(err) end
   end
   local r
   r, err = runner_mod.new(spec, {
@@ -246,9 +253,8 @@ local function run(o, spec, targets, daemon_handle)
     end,
   })
   if not r then
-    eprint(err)
-    if wd then wd:bye() end
-    return 2
+    close_writers(events, joblog)
+    return early_fail(err)
   end
   M.current = r
   for _, s in ipairs { "INT", "TERM", "HUP" } do
@@ -271,7 +277,10 @@ local function run(o, spec, targets, daemon_handle)
   end)
   if daemon_handle then
     local ok, derr = pcall(daemon_handle.attach, daemon_handle, loop, r)
-    if not ok then eprint(derr) end
+    if not ok then
+      close_writers(events, joblog)
+      return early_fail(tostring(derr))
+    end
     daemon_handle:ready()
   end
   local code = r:run()
