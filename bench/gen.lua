@@ -96,14 +96,21 @@ function M.jobfile(path, jobs, argv, settings)
   return write(path, table.concat(t, "\n") .. "\n")
 end
 
--- `mb` MiB of text lines (80 bytes each, newline included), for the output workload.
+-- `mb` MiB of 80-byte text lines (newline included); returns path and line count.
 function M.textfile(path, mb)
   local line = ("%-79s\n"):format("the quick brown fox jumps over the lazy dog 0123456789 lorem ipsum dolor sit")
-  local block = line:rep(1024 * 1024 // #line + 1):sub(1, 1024 * 1024)
+  local lines = mb * 1024 * 1024 // #line
+  local chunk_lines = 16384
+  local chunk = line:rep(chunk_lines)
   local f = assert(io.open(path, "wb"))
-  for _ = 1, mb do f:write(block) end
+  local left = lines
+  while left >= chunk_lines do
+    f:write(chunk)
+    left = left - chunk_lines
+  end
+  f:write(line:rep(left))
   f:close()
-  return path
+  return path, lines
 end
 
 return M

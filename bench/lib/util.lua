@@ -39,6 +39,31 @@ function M.run(argv, opts)
   return { ok = st.how == "exit" and st.code == 0, wall = wall, status = st, log = text }
 end
 
+-- Run several argvs at once (for measurements that do not depend on timing, such as
+-- instruction counts); returns their results in order, as M.run.
+function M.run_all(list)
+  local procs = {}
+  for i, argv in ipairs(list) do
+    local sargv = {}
+    for k, a in ipairs(argv) do sargv[k] = tostring(a) end
+    local log = ("%s/run-all-%d.log"):format(M.work, i)
+    local errfd = assert(core.open(log, "wct", 420))
+    local pid, err = core.spawn { argv = sargv, fds = { [1] = devnull_w, [2] = errfd } }
+    core.close(errfd)
+    procs[i] = { pid = pid, err = err, log = log }
+  end
+  local out = {}
+  for i, p in ipairs(procs) do
+    if not p.pid then
+      out[i] = { ok = false, log = p.err }
+    else
+      local st = assert(core.wait(p.pid))
+      out[i] = { ok = st.how == "exit" and st.code == 0, status = st, log = M.readfile(p.log) or "" }
+    end
+  end
+  return out
+end
+
 -- Run a command line through /bin/sh (for pipelines), as M.run.
 function M.sh(cmdline, opts)
   return M.run({ "/bin/sh", "-c", cmdline }, opts)
