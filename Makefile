@@ -58,6 +58,9 @@ test: bootstrap
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 sanitize: bootstrap
 	@$(MAKE) --no-print-directory OUT=build-san CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+	@mkdir -p build-san/bin
+	$(CC) -std=c11 $(SAN_FLAGS) $(LUA_INC) -o build-san/bin/lua5.4 scripts/sanitize/lua-host.c \
+	  $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) -lm
 	@LPROCESS_CPATH=build-san/?.so scripts/run-specs --sanitize $(BUSTED) $(SPEC)
 
 lint: bootstrap
