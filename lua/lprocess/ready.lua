@@ -168,7 +168,7 @@ function Probe:_fail(msg) self:_finish(false, msg) end
 
 -- Try again in `delay` seconds, unless something already ended the probe.
 function Probe:_again(delay, fn)
-  if self.state == "probing" then self.retry = self:_timer(delay, fn) end
+  if self.state == "probing" then self:_timer(delay, fn) end
 end
 
 ---------------------------------------------------------------------------------------
