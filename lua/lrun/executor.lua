@@ -68,6 +68,8 @@ function Executor:_env(unit, extra)
     local env = {}
     for k, v in pairs(self.env) do env[k] = v end
     env.LRUN_JOB, env.LRUN_INSTANCE, env.LRUN_RUN_ID = nil, nil, nil
+    -- lrun's own systemd socket is not the jobs' (notify="systemd" sets theirs)
+    env.NOTIFY_SOCKET = nil
     base = to_envp(env, { "LRUN_RUN_ID=" .. self.run_id })
     self.base_envp = base
   end

@@ -200,18 +200,27 @@ function Runner:_start(u)
   if not u.service then self.running_jobs = self.running_jobs + 1 end
   local probe
   if job.ready then
-    probe = ready.new(job, self.loop, {
+    local ok, p = pcall(ready.new, job, self.loop, {
       watch_output = function(fn)
         local function w(line, stream) fn(line, stream) end
         self.out:watch(u.name, w)
         return function() self.out:unwatch(u.name, w) end
       end,
     })
+    local spawn_opts = p
+    if ok then ok, spawn_opts = pcall(p.spawn_opts, p) end
+    if not ok then
+      local why = "readiness probe: " .. tostring(spawn_opts)
+      self:_say(string.format("job %s: %s", u.name, why))
+      return self:_exited(u, nil, nil, why)
+    end
+    probe = p
+    probe.opts = spawn_opts
   end
   u.probe = probe
   self.out:register(u.name)
   local h, err = self.ex:start(u, {
-    spawn_opts = probe and probe:spawn_opts() or nil,
+    spawn_opts = probe and probe.opts or nil,
     exit = function(status, handle) self:_exited(u, status, handle) end,
   })
   if not h then
@@ -293,7 +302,9 @@ function Runner:_exited(u, status, h, spawn_err)
     return self:_finish(u, "stopped")
   end
   local ev = {
-    job = job.name, name = u.name, instance = u.instance, pid = u.pid, status = status,
+    job = job.name, name = u.name, instance = u.instance, pid = u.pid,
+    -- a spawn that failed still gives policies a status to look at
+    status = status or { how = "error", error = spawn_err },
     error = spawn_err, success = ok and not u.timed_out, stopping = u.stopping,
     timed_out = u.timed_out, kind = job.kind, attempt = u.attempt, retries = job.retries,
     restarts = u.restarts, runtime = runtime,
@@ -322,7 +333,9 @@ end
 -- Run the unit again after `delay` (policy's) or its own backoff / retry_delay.
 function Runner:_again(u, delay, ev)
   local job = u.job
-  if u.service then
+  -- Services, and jobs re-run beyond their retries by a policy, go through the
+  -- start limit and the backoff: no policy can make lrun spin.
+  if u.service or u.attempt > job.retries then
     u.limiter = u.limiter or policy.limiter(job)
     if u.stable_timer then u.stable_timer:cancel() end
     -- Up and ready long enough: the crash loop is over, start the backoff afresh.
@@ -337,7 +350,7 @@ function Runner:_again(u, delay, ev)
     end
     u.restarts = u.restarts + 1
     delay = delay or policy.backoff(job, u.restarts)
-    u.state = "backoff"
+    u.state = u.service and "backoff" or "retrying"
   else
     delay = delay or job.retry_delay
     u.state = "retrying"
