@@ -150,3 +150,36 @@ job "client" { cmd = "echo must not run", needs = { "never" } }
     assert.truthy(r.stdout:find("who  | " .. nobody.gid .. "\n", 1, true), r.stdout)
   end)
 end)
+
+describe("service examples", function()
+  local function port()
+    local r = assert(lp.run { "python3", "-c",
+      "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])" })
+    return r.stdout:match("%d+")
+  end
+
+  it("examples/services.lua runs its services, the client, and stops cleanly", function()
+    local r = lrun({ H.root .. "/examples/services.lua" }, { ECHO_PORT = port(), ROUNDS = "3" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.truthy(r.stderr:match("\nclient%s+ok"), r.stderr)
+    assert.truthy(r.stderr:match("\necho%s+stopped"), r.stderr)
+    assert.truthy(r.stderr:match("\nworker%s+stopped"), r.stderr)
+  end)
+
+  it("examples/reaping-policies.lua measures both reapers", function()
+    local r = lrun({ H.root .. "/examples/reaping-policies.lua" }, { INTERVAL = "0.2", RUNS = "3" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.truthy(r.stdout:find("signal_driven", 1, true), r.stdout)
+    assert.truthy(r.stdout:find("polling", 1, true), r.stdout)
+  end)
+end)
+
+describe("README.md", function()
+  it("has a Services section naming the service examples", function()
+    local text = H.slurp(H.root .. "/README.md")
+    local section = text:match("\n## Services\n(.-)\n## ")
+    assert.truthy(section, "no '## Services' section")
+    assert.truthy(section:find("examples/services.lua", 1, true))
+    assert.truthy(section:find("examples/reaping-policies.lua", 1, true))
+  end)
+end)
