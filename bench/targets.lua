@@ -29,7 +29,8 @@ function M.check(data, ctx)
       for _, c in ipairs(contenders) do
         local m = med(sec, c[1])
         if m and base then
-          add(("%s: %s vs C posix_spawn"):format(w[1], c[2]), ("<= %.2fx"):format(w[2]), fmt(m / base), m / base <= w[2])
+          add(("%s: %s vs C posix_spawn"):format(w[1], c[2]), ("<= %.2fx"):format(w[2]), fmt(m / base),
+            m / base <= w[2])
           if w[1] ~= "dag-p8" and w[1] ~= "tiny-seq" then
             local slowest_ok, worst = true, nil
             for _, p in ipairs(PEERS) do
@@ -42,16 +43,20 @@ function M.check(data, ctx)
             add(("%s: %s faster than every peer"):format(w[1], c[2]), "yes",
               worst and ("not faster than " .. worst) or "yes", slowest_ok)
           end
-        elseif sec.results and not sec.results[c[1]] then
-          add(("%s: %s"):format(w[1], c[2]), ("<= %.2fx"):format(w[2]), "not run", nil)
+        elseif c[1] == "lrun" and not ctx.lrun then
+          add(("%s: %s"):format(w[1], c[2]), ("<= %.2fx"):format(w[2]), "lrun not ready", nil)
         end
       end
       if w[1] == "tiny-seq" then
         for _, c in ipairs(contenders) do
           local m = med(sec, c[1])
           local ex, py = med(sec, "lua-exec"), med(sec, "python")
-          if m and ex then add(("tiny-seq: %s vs os.execute"):format(c[2]), ">= 4x faster", fmt(ex / m) .. " faster", ex / m >= 4) end
-          if m and py then add(("tiny-seq: %s vs Python"):format(c[2]), ">= 1.15x faster", fmt(py / m) .. " faster", py / m >= 1.15) end
+          if m and ex then
+            add(("tiny-seq: %s vs os.execute"):format(c[2]), ">= 4x faster", fmt(ex / m) .. " faster", ex / m >= 4)
+          end
+          if m and py then
+            add(("tiny-seq: %s vs Python"):format(c[2]), ">= 1.15x faster", fmt(py / m) .. " faster", py / m >= 1.15)
+          end
         end
       end
     end

@@ -3,7 +3,7 @@
 -- cannot express it (a DAG through xargs, -j2 through os.execute).
 --
 -- w = { n=, j=, prog={argv}, list=, dag=, makefile=, jobfile= } (paths from gen.lua)
--- `scale`: slow peers run a fraction of the jobs (at least 200) to keep `make bench`
+-- `scale`: slow peers run a fraction of the jobs (at least 100) to keep `make bench`
 -- short; every figure is per job, so the ratios are unaffected but for start-up costs
 -- spread over fewer jobs (noted in RESULTS.md).
 local util = require "util"
@@ -52,14 +52,14 @@ M.list = {
       if w.dag then return nil end
       return cat({ "xargs", "-P", w.j, "-n", "1", "-a", w.list }, w.prog)
     end },
-  { key = "parallel", name = "GNU parallel", scale = 0.1, needs = "parallel",
+  { key = "parallel", name = "GNU parallel", scale = 0.05, needs = "parallel",
     argv = function(w)
       if w.dag then return nil end
       return cat(cat({ "parallel", "--will-cite", "-j", w.j }, w.prog), { "::::", w.list })
     end },
   { key = "python", name = "Python subprocess", scale = 0.5, needs = "python3",
     argv = function(w)
-      return cat({ "python3", drv "py_subprocess.py", w.j, w.dag and ("@" .. w.dag) or w.n, "--" }, w.prog)
+      return cat({ util.python(), drv "py_subprocess.py", w.j, w.dag and ("@" .. w.dag) or w.n, "--" }, w.prog)
     end },
   { key = "sh", name = "sh loop", scale = 0.5,
     argv = function(w)

@@ -37,7 +37,7 @@ local function run_wait(n)
   end
   -- Keep each Process until it is reaped: a collected one would be reaped behind
   -- lprocess.wait(-1)'s back (see the facade's caveats).
-  local procs, running = {}, 0
+  local procs, running = {}, 0 -- luacheck: ignore 241 (only holds the objects)
   local function reap_one()
     local st = assert(lp.wait(-1))
     procs[st.pid] = nil

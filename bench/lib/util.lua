@@ -76,6 +76,17 @@ function M.capture(argv)
   return res.stdout
 end
 
+-- The real Python interpreter: `python3` may be a shim (pyenv) whose own start-up
+-- would be charged to Python's subprocess.
+local python
+function M.python()
+  if python == nil then
+    python = M.have("python3") and M.capture({ "python3", "-c", "import sys; print(sys.executable)" })
+    python = python and python:gsub("%s+$", "") or false
+  end
+  return python or nil
+end
+
 function M.have(prog)
   return os.execute("command -v " .. prog .. " >/dev/null 2>&1") == true
 end

@@ -127,7 +127,8 @@ function M.run(ctx)
       want = ("<= %d"):format(g.target), got = r.syscalls and ("%.2f"):format(r.syscalls) or "not measured",
       ok = verdict(r.syscalls, function(x) return x <= g.target + 0.25 end) }
     if not r.syscalls or r.syscalls > g.ceiling + 0.25 then
-      fail(("%s syscalls %s > %d"):format(api.key, r.syscalls and ("%.2f"):format(r.syscalls) or "unmeasured", g.ceiling))
+      fail(("%s syscalls %s > %d"):format(api.key,
+        r.syscalls and ("%.2f"):format(r.syscalls) or "unmeasured", g.ceiling))
     end
     local ins = r.instructions
     if gi.target then
@@ -137,7 +138,8 @@ function M.run(ctx)
         ok = verdict(ins, function(x) return x <= gi.target end) }
     end
     if not ins or ins > gi.ceiling then
-      fail(("%s instructions %s > ceiling %d"):format(api.key, ins and ("%.0f"):format(ins) or "unmeasured", gi.ceiling))
+      fail(("%s instructions %s > ceiling %d"):format(api.key,
+        ins and ("%.0f"):format(ins) or "unmeasured", gi.ceiling))
     end
   end
   if lrun_r then
@@ -160,7 +162,8 @@ function M.run(ctx)
     notes = { "CI gates (bench/gates.lua): " .. table.concat(notes, "; ") },
     commands = {
       ("strace -c -o FILE %s bench/drivers/count_loop.lua API N build/bench/bin/tiny_true"):format(util.lua),
-      ("valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null %s bench/drivers/count_loop.lua API N build/bench/bin/tiny_true"):format(util.lua),
+      ("valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null %s " ..
+        "bench/drivers/count_loop.lua API N build/bench/bin/tiny_true"):format(util.lua),
     },
   } }
 end

@@ -37,7 +37,7 @@ function M.run(ctx)
   end
   local perf = perf_ok()
   if not perf then util.log("%s: perf stat unusable: own CPU not measured", name) end
-  local rounds = ctx.quick and 1 or 3
+  local rounds = 1   -- one plain run (wall, RSS) and one under perf (wall, own CPU)
   local pfile = util.work .. "/perf.out"
   for r = 1, rounds + (perf and 1 or 0) do
     for _, u in ipairs(util.rotate(use, r - 1)) do

@@ -9,9 +9,9 @@ local M = {}
 
 function M.run(ctx)
   local n = ctx.quick and 40 or 300
-  local nfork = ctx.quick and 10 or 60
+  local nfork = ctx.quick and 10 or 30
   local big = ctx.quick and 256 or 1024   -- MiB; quick mode only exercises the harness
-  local rounds = ctx.quick and 1 or 3
+  local rounds = ctx.quick and 1 or 2
   local drv = util.root .. "/bench/drivers/heap.lua"
   local configs = {
     { key = "v0", name = "lprocess.spawn (vfork), empty heap", mb = 0, method = "vfork", n = n },

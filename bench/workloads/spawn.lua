@@ -54,7 +54,7 @@ function M.run(ctx)
       tools = ctx.tools_for(tools.list),
       prepare = function(tool)
         local n = d.n
-        if n and tool.scale and not ctx.quick then n = math.max(200, math.floor(n * tool.scale)) end
+        if n and tool.scale and not ctx.quick then n = math.max(100, math.floor(n * tool.scale)) end
         local f = inputs(d, n or 0)
         local w = { n = f.count, j = d.j, prog = d.prog, list = f.list, dag = f.dag,
           makefile = f.makefile, jobfile = f.jobfile }

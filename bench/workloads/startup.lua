@@ -15,7 +15,7 @@ function M.run(ctx)
       ("package.path=%q; package.cpath=%q; require 'lprocess'"):format(
         util.root .. "/lua/?.lua;" .. util.root .. "/lua/?/init.lua", util.root .. "/build/?.so") } },
     { name = "make -n (one target)", argv = { "make", "-n", "-f", mk } },
-    { name = "python3 -c pass", argv = { "python3", "-c", "pass" }, needs = "python3" },
+    { name = "python3 -c pass", argv = { util.python() or "python3", "-c", "pass" }, needs = "python3" },
   }
   if ctx.lrun then
     table.insert(kinds, 1, { key = "lrun", name = "lrun -n one-job.lua",
