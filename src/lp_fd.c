@@ -107,8 +107,11 @@ static int l_read(lua_State *L) {
   int fd = checkfd(L, 1);
   lua_Integer n = luaL_optinteger(L, 2, 65536);
   luaL_argcheck(L, n > 0, 2, "size must be positive");
+  /* Up to 64 KiB go through the stack: an EOF or EAGAIN then costs no allocation
+   * and a short read copies only what came (this is lrun's per-chunk path). */
+  char stackbuf[65536];
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, (size_t)n);
+  char *p = (size_t)n <= sizeof stackbuf ? stackbuf : luaL_buffinitsize(L, &b, (size_t)n);
   ssize_t got = LP_RETRY(read(fd, p, (size_t)n));
   if (got < 0) {
     if (errno == EAGAIN) {
@@ -117,7 +120,8 @@ static int l_read(lua_State *L) {
     }
     return lp_failf(L, errno, "read %d", fd);
   }
-  luaL_pushresultsize(&b, (size_t)got);
+  if (p == stackbuf) lua_pushlstring(L, stackbuf, (size_t)got);
+  else luaL_pushresultsize(&b, (size_t)got);
   return 1;
 }
 

@@ -213,6 +213,8 @@ local function run(o, spec, targets, daemon_handle)
   local watchdog = require "lrun.watchdog"
 
   core.subreaper(true)
+  -- Most of what a run allocates dies young (per-event tables, output chunks).
+  collectgarbage("generational")
   local run_id = string.format("%x-%d", math.floor(core.realtime()), core.getpid())
   local wd = watchdog.start(run_id)
   local loop = loop_mod.new()

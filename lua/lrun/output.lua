@@ -277,7 +277,8 @@ local function add_job(self, name)
     g_text = {}, g_stream = {}, g_n = 0, g_size = 0, g_file = nil,
   }
   self.jobs[name] = job
-  self.order[#self.order + 1] = name
+  job.seq = #self.order + 1
+  self.order[job.seq] = name
   local w = width(name)
   if w > self.width then
     -- A longer name widens every prefix, so alignment holds from here on.
@@ -289,8 +290,26 @@ local function add_job(self, name)
   return job
 end
 
+-- Only the width is taken now; a job's buffers are made when it first has output,
+-- so a graph of 10 000 jobs costs nothing per job until each runs.
 function Output:register(name)
-  if not self.jobs[name] then add_job(self, name) end
+  if self.jobs[name] then return end
+  if type(name) ~= "string" then error("output: job name must be a string", 2) end
+  local w = width(name)
+  if w > self.width then
+    self.width = w
+    for _, other in pairs(self.jobs) do make_prefix(self, other) end
+  end
+end
+
+-- The job is over and nothing more will be asked of it: drop its buffers (whatever
+-- is still held is emitted first). Late bytes would start a fresh record.
+function Output:forget(name)
+  local job = self.jobs[name]
+  if not job then return end
+  self:finish_job(name)
+  if job.log then job.log:close() end
+  self.jobs[name] = nil    -- its entry in self.order is skipped from now on
 end
 
 -- The status line is taken off the screen before anything else is written to
@@ -620,11 +639,13 @@ end
 -- stderr sinks stay open: they belong to the caller.
 function Output:close()
   if self.closed then return end
-  for _, name in ipairs(self.order) do
+  for i, name in ipairs(self.order) do
     local job = self.jobs[name]
+    if not job or job.seq ~= i then goto next end   -- forgotten, or made again later
     emit_held(self, job, 1)
     emit_held(self, job, 2)
     if self.mode == "group" then group_emit(self, job) end
+    ::next::
   end
   if self.shown then self:_erase() end
   self.status_on = false
