@@ -149,7 +149,7 @@ static int run_dag(const char *file, int jobs, char **argv) {
   return ok ? 0 : 1;
 }
 
-/* ---- reap-latency floor ---- */
+/* ---- reap-latency floor (STAMP's own arguments, such as its delay, pass through) ---- */
 
 static long long now_ns(void) {
   struct timespec ts;

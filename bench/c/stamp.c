@@ -1,11 +1,19 @@
-/* stamp.c -- write CLOCK_MONOTONIC (ns, decimal) to stdout, then exit at once.
- * The reap-latency benchmark compares that instant with the moment the parent
- * reaps the child. Build: cc -O2 -o stamp stamp.c */
+/* stamp.c -- sleep DELAY_US (default 0), then write CLOCK_MONOTONIC (ns, decimal) to
+ * stdout and exit at once. The reap-latency benchmark compares that instant with the
+ * moment the parent reaps the child; the delay makes sure the parent is already
+ * blocked (in waitpid, or in the event loop's epoll_wait) when the child ends.
+ * Build: cc -O2 -o stamp stamp.c */
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-int main(void) {
+int main(int argc, char **argv) {
+  long delay = argc > 1 ? atol(argv[1]) : 0;
+  if (delay > 0) {
+    struct timespec d = { delay / 1000000, (delay % 1000000) * 1000 };
+    while (nanosleep(&d, &d) != 0) {}
+  }
   char buf[32];
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

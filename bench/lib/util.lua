@@ -71,7 +71,9 @@ end
 
 -- stdout of argv as a string (nil on failure).
 function M.capture(argv)
-  local res = lp.run { table.unpack(argv), stdin = "null" }
+  local opts = table.move(argv, 1, #argv, 1, {})
+  opts.stdin = "null"
+  local res = lp.run(opts)
   if not res or res.status.how ~= "exit" or res.status.code ~= 0 then return nil end
   return res.stdout
 end
