@@ -68,9 +68,14 @@ local SIGNALS = { "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KI
   "PWR", "SYS" }
 local DSL_NAMES = { "job", "service", "policy", "settings" }
 
+-- Sets of the constant key lists, made once per list (validation asks per job).
+local sets = setmetatable({}, { __mode = "k" })
 local function set_of(list)
-  local s = {}
+  local s = sets[list]
+  if s then return s end
+  s = {}
   for _, v in ipairs(list) do s[v] = true end
+  sets[list] = s
   return s
 end
 local IS_COND, IS_SIGNAL = set_of(CONDS), set_of(SIGNALS)
