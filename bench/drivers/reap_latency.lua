@@ -2,7 +2,8 @@
 --
 --   lua5.4 bench/drivers/reap_latency.lua N STAMP [DELAY_US]
 -- N times: spawn STAMP (after DELAY_US it writes CLOCK_MONOTONIC in ns to its stdout,
--- a pipe, and exits at once; the delay lets the loop block first), let the loop reap it (SIGCHLD on a signalfd, waitpid(-1, WNOHANG)),
+-- a pipe, and exits at once; the delay lets the loop block first), let the loop
+-- reap it (SIGCHLD on a signalfd, waitpid(-1, WNOHANG)),
 -- take the time in the loop:child callback, then read the stamp. Prints one latency
 -- in ns per line. The C floor is `spawnc -l N -- STAMP` (a blocking waitpid).
 do

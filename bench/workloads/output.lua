@@ -1,6 +1,7 @@
 -- output.lua -- 100 MiB of 80-byte lines from a job, through lrun -o prefix and
--- -o raw, vs cat through a pipe. Every command's output goes through a pipe to
--- `wc -c`, whose count is checked (no byte lost, one prefix per line).
+-- -o raw, vs cat through a pipe (and vs cat | cat: any runner that captures a job's
+-- output relays it through one more pipe and process). Every command's output goes
+-- through a pipe to `wc -c`, whose count is checked (no byte lost, one prefix per line).
 local util = require "util"
 local gen = require "gen"
 local stats = require "stats"
@@ -18,6 +19,8 @@ function M.run(ctx)
   local kinds = {
     { key = "cat", name = "cat | (pipe)", expect = bytes,
       cmd = ("cat %s | wc -c"):format(util.q(file)) },
+    { key = "relay", name = "cat | cat | (a relay: the floor for any runner)", expect = bytes,
+      cmd = ("cat %s | cat | wc -c"):format(util.q(file)) },
   }
   if ctx.lrun then
     kinds[#kinds + 1] = { key = "prefix", name = "lrun -o prefix", expect = bytes + lines * #"out | ",
