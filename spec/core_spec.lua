@@ -171,7 +171,8 @@ describe("lprocess.core", function()
             core.sigaction("HUP", oldhup == "ignore" and "ignore" or "default")
             core.sigaction("INT", oldint == "ignore" and "ignore" or "default")
           end)
-          local watch <close> = core.sigwatch { "CHLD", "WINCH" }   -- blocks them here
+          -- a watcher blocks its signals here
+          local watch <close> = core.sigwatch { "CHLD", "WINCH" }  -- luacheck: ignore
           local mine = H.status_fields(H.mypid)
           assert.is_true(H.sigset(mine.SigBlk)[core.signals.USR1])
           assert.is_true(H.sigset(mine.SigBlk)[core.signals.CHLD])
@@ -615,9 +616,9 @@ describe("lprocess.core", function()
 
     it("unblocks on <close>, and only when the last watcher of a signal closes", function()
       do
-        local a <close> = assert(core.sigwatch { "USR1" })
+        local a <close> = assert(core.sigwatch { "USR1" })  -- luacheck: ignore
         do
-          local b <close> = assert(core.sigwatch { "USR1" })
+          local b <close> = assert(core.sigwatch { "USR1" })  -- luacheck: ignore
         end
         assert.is_true(H.sigset(H.status_fields(H.mypid).SigBlk)[core.signals.USR1])
       end
@@ -628,7 +629,7 @@ describe("lprocess.core", function()
       assert.has_error(function() core.sigwatch { "KILL" } end)
       assert.has_error(function() core.sigwatch { "STOP" } end)
       assert.has_error(function() core.sigwatch { "NOPE" } end)
-      local w <close> = assert(core.sigwatch({ "USR1" }, { selfpipe = true }))
+      local w <close> = assert(core.sigwatch({ "USR1" }, { selfpipe = true }))  -- luacheck: ignore
       assert.has_error(function() core.sigwatch({ "USR1" }, { selfpipe = true }) end)
     end)
   end)
@@ -655,7 +656,7 @@ describe("lprocess.core", function()
       assert.equal("ignore", core.sigaction("URG"))          -- query only
       assert.equal("ignore", core.sigaction("SIGURG", "default"))
       assert.is_nil(H.sigset(H.status_fields(H.mypid).SigIgn)[core.signals.URG])
-      local w <close> = assert(core.sigwatch({ "USR1" }, { selfpipe = true }))
+      local w <close> = assert(core.sigwatch({ "USR1" }, { selfpipe = true }))  -- luacheck: ignore
       assert.equal("handler", core.sigaction("USR1"))
       assert.has_error(function() core.sigaction("URG", "catch") end)
     end)

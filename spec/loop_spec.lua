@@ -2,7 +2,6 @@
 -- readiness. Every loop gets a deadline timer so a broken loop fails, not hangs.
 local H = require "helper"
 local core = H.core
-local lp = H.lp
 local Loop = require "lprocess.loop"
 
 -- A loop that stops itself (and says so) after `secs`.

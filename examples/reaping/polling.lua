@@ -20,7 +20,7 @@ local p = assert(lp.spawn { "sh", "-c",
   ("echo 'child sleeping %.1f seconds...'; sleep %.1f; echo 'child sleep done.'"):format(nap, nap) })
 print(("hello from the parent, the child pid is %d"):format(p.pid))
 
-local wakeups, st = 0, nil
+local wakeups, st = 0
 while true do
   st = lp.wait(-1, { nohang = true })    -- false: no child has ended yet
   if st then break end
