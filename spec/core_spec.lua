@@ -226,7 +226,7 @@ describe("lprocess.core", function()
             limits = { nofile = { 100, 200 }, core = 0 }, method = method }
           assert.exited(0, st)
           assert.equal("100\n200\n0\n", out)
-          -- (without make sanitize's preloaded ASan, which zeroes RLIMIT_CORE at start)
+          -- (no LD_PRELOAD: an ASan runtime preloaded there zeroes RLIMIT_CORE at start)
           out = capture { argv = { "sh", "-c", "ulimit -c" }, limits = { core = "unlimited" },
             method = method, env = H.lua_env { LD_PRELOAD = false } }
           assert.equal("unlimited\n", out)
