@@ -325,17 +325,38 @@ static char **check_argv(lua_State *L, int idx, const char *what) {
   return argv;
 }
 
-/* envp from a map {K=V} or an array {"K=V"}; the strings made here are anchored in a
- * table left on the stack under the array. Sets *path to the env's PATH, if any. */
+/* envp from an array {"K=V"} (its strings stay anchored by the table: no copy) or a
+ * map {K=V} (the "K=V" strings made here are anchored in a table left on the stack
+ * under the array). Sets *path to the env's PATH, if any. */
 static char **check_env(lua_State *L, int idx, const char **path) {
   idx = lua_absindex(L, idx);
-  size_t n = 0;
+  lua_Integer n = luaL_len(L, idx);
+  int map = 0;
   lua_pushnil(L);
-  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  if (lua_next(L, idx)) {   /* any key beyond the array part makes it a map */
+    lua_pop(L, 2);
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { count++; lua_pop(L, 1); }
+    map = count != (size_t)n;
+    if (map) n = (lua_Integer)count;
+  }
+  char **envp = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+  size_t i = 0;
+  if (!map) {
+    for (lua_Integer k = 1; k <= n; k++) {
+      if (lua_rawgeti(L, idx, k) != LUA_TSTRING)
+        luaL_error(L, "env: entries must be \"K=V\" strings");
+      const char *kv = lua_tostring(L, -1);
+      lua_pop(L, 1);
+      envp[i++] = unconst(kv);
+      if (kv[0] == 'P' && strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
+    }
+    envp[i] = NULL;
+    return envp;
+  }
   lua_createtable(L, (int)n, 0);
   int anchor = lua_gettop(L);
-  char **envp = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
-  size_t i = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) == LUA_TSTRING) {
