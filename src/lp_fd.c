@@ -40,14 +40,32 @@ static int l_closefrom(lua_State *L) {
 
 static const char *const pipe_keys[] = {"nonblock", NULL};
 
+/* pipe([{nonblock = true | "r" | "w"}]): true makes both ends nonblocking, "r" or
+ * "w" only that end (the other is meant for a child, which expects blocking I/O). */
 static int l_pipe(lua_State *L) {
-  int flags = O_CLOEXEC, p[2];
+  int flags = O_CLOEXEC, p[2], one = -1;
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lp_checkkeys(L, 1, "pipe", pipe_keys);
-    if (lp_optboolfield(L, 1, "nonblock", 0)) flags |= O_NONBLOCK;
+    lua_getfield(L, 1, "nonblock");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *end = lua_tostring(L, -1);
+      if (strcmp(end, "r") == 0) one = 0;
+      else if (strcmp(end, "w") == 0) one = 1;
+      else return luaL_error(L, "pipe: nonblock must be true, \"r\" or \"w\"");
+    } else if (lua_toboolean(L, -1)) {
+      flags |= O_NONBLOCK;
+    }
+    lua_pop(L, 1);
   }
   if (pipe2(p, flags) < 0) return lp_fail(L, errno, "pipe");
+  /* a new pipe end has no other status flags: one F_SETFL, no F_GETFL */
+  if (one >= 0 && fcntl(p[one], F_SETFL, O_NONBLOCK) < 0) {
+    int e = errno;
+    close(p[0]);
+    close(p[1]);
+    return lp_fail(L, e, "pipe");
+  }
   lua_pushinteger(L, p[0]);
   lua_pushinteger(L, p[1]);
   return 2;

@@ -150,6 +150,7 @@ static int w_read(lua_State *L) {
         lua_pushinteger(L, si[i].ssi_signo);
         lua_rawseti(L, -2, ++n);
       }
+      if ((size_t)got < sizeof si) break;   /* drained: no read just for EAGAIN */
     } else {
       unsigned char buf[64];
       ssize_t got = LP_RETRY(read(w->fd, buf, sizeof buf));
@@ -158,6 +159,7 @@ static int w_read(lua_State *L) {
         lua_pushinteger(L, buf[i]);
         lua_rawseti(L, -2, ++n);
       }
+      if ((size_t)got < sizeof buf) break;
     }
   }
   return 1;

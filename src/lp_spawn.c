@@ -212,6 +212,15 @@ CHILD_SIDE static int child_main(void *arg) {
 
 /* ---- the parent side ---- */
 
+/* Our pid, asked of the kernel once (glibc no longer caches it); a fork through
+ * l_fork forgets it in the child. */
+static pid_t cached_pid;
+
+static pid_t self_pid(void) {
+  if (!cached_pid) cached_pid = getpid();
+  return cached_pid;
+}
+
 #define CHILD_STACK (64 * 1024)
 static char *child_stack;
 
@@ -474,7 +483,7 @@ static int l_spawn(lua_State *L) {
   }
   if (lua_getfield(L, 1, "pdeathsig") != LUA_TNIL) {
     r.pdeathsig = lp_checksig(L, lua_gettop(L));
-    r.parent = getpid();
+    r.parent = self_pid();
   }
   if (lua_getfield(L, 1, "umask") != LUA_TNIL) {
     r.umask_set = 1;
@@ -529,6 +538,7 @@ static int l_spawn(lua_State *L) {
 static int l_fork(lua_State *L) {
   pid_t pid = fork();
   if (pid < 0) return lp_fail(L, errno, "fork");
+  if (pid == 0) cached_pid = 0;
   lua_pushinteger(L, pid);
   return 1;
 }

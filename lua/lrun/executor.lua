@@ -163,9 +163,8 @@ function Executor:start(unit, hooks)
   for i, stream in ipairs { "stdout", "stderr" } do
     local spec = job[stream]
     if spec == "prefix" then
-      local r, w = core.pipe { nonblock = false }
+      local r, w = core.pipe { nonblock = "r" }
       if not r then return fail(w) end
-      core.setnonblock(r, true)
       close[#close + 1] = w
       pipes[#pipes + 1] = { r, stream }
       fds[i] = w
