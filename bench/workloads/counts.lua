@@ -34,8 +34,12 @@ local function valgrind_argv(argv)
     "--cachegrind-out-file=/dev/null" })
 end
 
+-- The instruction count of the process valgrind started (the first pid in its log),
+-- not of children that fork without exec (lrun's watchdog) and print their own.
 local function irefs(res)
-  local n = res.ok and (res.log or ""):match("I%s+refs:%s+([%d,]+)")
+  local log = res.ok and res.log or ""
+  local pid = log:match("==(%d+)==")
+  local n = pid and log:match("==" .. pid .. "==%s+I%s+refs:%s+([%d,]+)")
   return n and tonumber((n:gsub(",", ""))) or nil
 end
 
@@ -110,7 +114,8 @@ function M.run(ctx)
       files[n] = files[n] or gen.jobfile(("%s/counts-lrun-%d.lua"):format(util.work, n), gen.flat(n), { tiny })
       return files[n]
     end
-    local function argv_at(n) return { util.root .. "/scripts/lrun", "-q", "-j1", jf(n) } end
+    -- through the interpreter: valgrind does not follow the #! line's exec of lua5.4
+    local function argv_at(n) return { util.lua, util.root .. "/scripts/lrun", "-q", "-j1", jf(n) } end
     lrun_r = per_iteration_syscalls(argv_at, n1, n2)
     specs[#specs + 1] = { argv_at = argv_at, into = lrun_r }
   end
