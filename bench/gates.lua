@@ -16,7 +16,7 @@ return {
   instructions = {
     -- Measured when this file last changed (quick mode, N=50..150; figures vary by
     -- up to ~10% from run to run with the hash seed and where GC cycles fall):
-    -- core ~12 500-13 700, facade ~44 300-46 900, loop ~57 500-59 900.
+    -- core ~12 500-13 900, facade ~44 300-46 900, loop ~53 500-59 900.
     core   = { target = 5000, ceiling = 16000 },
     facade = { target = nil, ceiling = 54000 },
     loop   = { target = nil, ceiling = 70000 },
