@@ -566,6 +566,15 @@ local function check_limits(c, v)
 end
 
 -- Validate one raw definition into a job (still without resolved needs).
+-- Option tables of the checks below, made once (validation runs them per job).
+local ABOVE0, MIN0 = { above = 0 }, { min = 0 }
+local INT_MIN0, INT_MIN1 = { int = true, min = 0 }, { int = true, min = 1 }
+local STDIN_WORDS, STREAM_WORDS = { "null", "inherit" }, { "prefix", "inherit", "null" }
+local BACKOFF_KEYS, BACKOFF_DEFAULTS = { "min", "max", "factor" }, { min = 0.5, max = 30, factor = 2 }
+local BACKOFF_RULES = { min = MIN0, max = MIN0, factor = { min = 1 } }
+local LIMIT_KEYS, LIMIT_DEFAULTS = { "count", "within" }, { count = 5, within = 10 }
+local LIMIT_RULES = { count = INT_MIN0, within = ABOVE0 }
+
 local function check_job(entry, ctx)
   local t, c = entry.t, checker(ctx.errors, entry.kind .. " " .. show(entry.name),
     entry.where, entry.key_where)
@@ -607,27 +616,26 @@ local function check_job(entry, ctx)
       end
     end
   end
-  job.stdin = c:path("stdin", t.stdin, ctx.dir, { "null", "inherit" }) or "null"
-  local streams = { "prefix", "inherit", "null" }
-  job.stdout = c:path("stdout", t.stdout, ctx.dir, streams) or "prefix"
-  job.stderr = c:path("stderr", t.stderr, ctx.dir, streams) or "prefix"
-  job.timeout = c:number("timeout", t.timeout, { above = 0 })
+  job.stdin = c:path("stdin", t.stdin, ctx.dir, STDIN_WORDS) or "null"
+  job.stdout = c:path("stdout", t.stdout, ctx.dir, STREAM_WORDS) or "prefix"
+  job.stderr = c:path("stderr", t.stderr, ctx.dir, STREAM_WORDS) or "prefix"
+  job.timeout = c:number("timeout", t.timeout, ABOVE0)
   job.kill_signal = check_signal(c, t.kill_signal)
-  job.kill_grace = c:number("kill_grace", t.kill_grace, { min = 0 })
-  job.retries = c:number("retries", t.retries, { int = true, min = 0 }) or 0
-  job.retry_delay = c:number("retry_delay", t.retry_delay, { min = 0 }) or 0
+  job.kill_grace = c:number("kill_grace", t.kill_grace, MIN0)
+  job.retries = c:number("retries", t.retries, INT_MIN0) or 0
+  job.retry_delay = c:number("retry_delay", t.retry_delay, MIN0) or 0
   job.restart = c:enum("restart", t.restart, RESTARTS,
     kind == "service" and "on-failure" or "no")
-  job.backoff = check_table(c, "backoff", t.backoff, { "min", "max", "factor" },
-    { min = 0.5, max = 30, factor = 2 }, { min = { min = 0 }, max = { min = 0 }, factor = { min = 1 } })
+  job.backoff = check_table(c, "backoff", t.backoff, BACKOFF_KEYS, BACKOFF_DEFAULTS,
+    BACKOFF_RULES)
   if job.backoff.max < job.backoff.min then
     c:fail("backoff", "key 'backoff.max' (%s) is less than 'backoff.min' (%s)",
       job.backoff.max, job.backoff.min)
   end
-  job.max_restarts = check_table(c, "max_restarts", t.max_restarts, { "count", "within" },
-    { count = 5, within = 10 }, { count = { int = true, min = 0 }, within = { above = 0 } })
+  job.max_restarts = check_table(c, "max_restarts", t.max_restarts, LIMIT_KEYS,
+    LIMIT_DEFAULTS, LIMIT_RULES)
   job.ready = check_ready(c, t.ready, ctx.dir)
-  job.ready_timeout = c:number("ready_timeout", t.ready_timeout, { above = 0 })
+  job.ready_timeout = c:number("ready_timeout", t.ready_timeout, ABOVE0)
   if t.on_exit ~= nil and c:typed("on_exit", t.on_exit, "a function", "function") then
     job.on_exit = t.on_exit
   end
@@ -644,7 +652,7 @@ local function check_job(entry, ctx)
   if job.on_exit and job.policy then
     c:fail("on_exit", "give on_exit or policy, not both")
   end
-  job.instances = c:number("instances", t.instances, { int = true, min = 1 }) or 1
+  job.instances = c:number("instances", t.instances, INT_MIN1) or 1
   job.user = check_id(c, "user", t.user)
   job.group = check_id(c, "group", t.group)
   job.umask = check_umask(c, t.umask)
