@@ -85,6 +85,10 @@ M.builtin["always"] = function(ev)
   return "restart"
 end
 
+-- The built-ins as shipped (a user may replace entries of M.builtin).
+local BUILTIN = {}
+for k, v in pairs(M.builtin) do BUILTIN[k] = v end
+
 ---------------------------------------------------------------------------------------
 -- Helpers for the runner and for policies.
 
@@ -250,8 +254,13 @@ function M.decide(job, ev, user_fn)
   if action == nil then
     local name = job.restart or (job.kind == "service" and "on-failure" or "no")
     local fn = M.builtin[name] or M.builtin["no"]
-    action, err = M.call(fn, ev, { name = "built-in policy '" .. name .. "'" })
-    if err then return { action = "fail" }, err end
+    if fn == BUILTIN[name] then
+      -- Our own code, on every exit: no coroutine, hook or deadline needed.
+      action = fn(ev)
+    else
+      action, err = M.call(fn, ev, { name = "built-in policy '" .. name .. "'" })
+      if err then return { action = "fail" }, err end
+    end
     -- Only a replaced built-in could have no opinion; then nothing is run again.
     if action == nil then action = ev.success and "done" or "fail" end
   end
