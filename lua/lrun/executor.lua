@@ -146,6 +146,8 @@ function Executor:_drain(h, fd)
   self:_close_pipe(h, fd)
 end
 
+local NO_EXTRA = {}
+
 function Executor:start(unit, hooks)
   local job = unit.job
   local close = {}
@@ -154,7 +156,7 @@ function Executor:start(unit, hooks)
     return nil, err
   end
   local fds = {}
-  local extra = hooks.spawn_opts or {}
+  local extra = hooks.spawn_opts or NO_EXTRA
   for k, v in pairs(extra.fds or {}) do fds[k] = v end
   local fd, err = open_stream(job.stdin, true, close)
   if fd == false then return fail(err) end

@@ -309,9 +309,12 @@ function Runner:_exited(u, status, h, spawn_err)
     timed_out = u.timed_out, kind = job.kind, attempt = u.attempt, retries = job.retries,
     restarts = u.restarts, runtime = runtime,
     since_ready = u.ready_at and (u.ended - u.ready_at) or nil,
-    last_lines = self.out:tail(u.name, 10), restart = job.restart,
+    restart = job.restart,
   }
-  local decision, perr = policy.decide(job, ev, self:_user_policy(job))
+  local user_fn = self:_user_policy(job)
+  -- only a user's policy reads the output tail; the built-ins never do
+  if user_fn then ev.last_lines = self.out:tail(u.name, 10) end
+  local decision, perr = policy.decide(job, ev, user_fn)
   if perr then self:_say(string.format("job %s: policy: %s", u.name, perr)) end
   local action = decision.action
   local failed_result = u.timed_out and "timeout" or "failed"
