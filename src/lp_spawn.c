@@ -316,15 +316,22 @@ static char *unconst(const char *s) {
   return u.m;
 }
 
-/* argv from the array at idx; strings only (the facade converts numbers). */
-static char **check_argv(lua_State *L, int idx, const char *what) {
+/* argv from the array at idx; strings only (the facade converts numbers). With buf
+ * (ARGV_STACK slots on the caller's stack), a short argv is built there instead of in
+ * a userdata: one allocation fewer per spawn. The strings stay anchored by the table.
+ * A plain table is read raw; one with a metatable through __len/__index, as always. */
+#define ARGV_STACK 32
+static char **check_argv_buf(lua_State *L, int idx, const char *what, char **buf) {
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "%s: argv must be an array of strings", what);
-  lua_Integer n = luaL_len(L, idx);
+  int raw = !lua_getmetatable(L, idx);
+  if (!raw) lua_pop(L, 1);
+  lua_Integer n = raw ? (lua_Integer)lua_rawlen(L, idx) : luaL_len(L, idx);
   if (n < 1) luaL_error(L, "%s: argv is empty", what);
-  char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+  char **argv = (buf && n < ARGV_STACK) ? buf
+    : lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
   for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_geti(L, idx, i) != LUA_TSTRING)
+    if ((raw ? lua_rawgeti(L, idx, i) : lua_geti(L, idx, i)) != LUA_TSTRING)
       luaL_error(L, "%s: argv[%d] must be a string, got %s", what, (int)i,
                  luaL_typename(L, -1));
     argv[i - 1] = unconst(lua_tostring(L, -1));  /* anchored by the argv table */
@@ -332,6 +339,10 @@ static char **check_argv(lua_State *L, int idx, const char *what) {
   }
   argv[n] = NULL;
   return argv;
+}
+
+static char **check_argv(lua_State *L, int idx, const char *what) {
+  return check_argv_buf(L, idx, what, NULL);
 }
 
 /* envp from an array {"K=V"} (its strings stay anchored by the table: no copy) or a
@@ -452,59 +463,135 @@ static const char *const spawn_keys[] = {
   "argv", "path", "env", "cwd", "fds", "close_fds", "setsid", "pgid", "pdeathsig",
   "umask", "limits", "uid", "gid", "groups", "pidfd", "method", NULL
 };
+enum { OPT_ARGV, OPT_PATH, OPT_ENV, OPT_CWD, OPT_FDS, OPT_CLOSE_FDS, OPT_SETSID, OPT_PGID,
+       OPT_PDEATHSIG, OPT_UMASK, OPT_LIMITS, OPT_UID, OPT_GID, OPT_GROUPS, OPT_PIDFD,
+       OPT_METHOD, OPT_N };
+
+/* The upvalue of spawn: {argv=OPT_ARGV, path=OPT_PATH, ...}. One pass over the
+ * options table with one hash look-up per key present replaces a lua_getfield per
+ * known option (most of them absent) and lp_checkkeys' strcmp of every key. */
+static void push_spawn_keymap(lua_State *L) {
+  lua_createtable(L, 0, OPT_N);
+  for (int i = 0; spawn_keys[i]; i++) {
+    lua_pushinteger(L, i);
+    lua_setfield(L, -2, spawn_keys[i]);
+  }
+}
+
+/* Stack slot of each option present (0: absent), in at[]. Raises on an unknown
+ * string key, as lp_checkkeys does; other keys are the caller's array part. Values
+ * stay on the stack, so strings taken from them stay anchored. */
+static void collect_opts(lua_State *L, int opts, int map, int at[OPT_N]) {
+  lua_pushnil(L);
+  while (lua_next(L, opts)) {              /* ..., key, value */
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, map) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      if (lua_type(L, -2) == LUA_TSTRING)
+        luaL_error(L, "spawn: unknown option '%s'", lua_tostring(L, -2));
+      lua_pop(L, 1);
+      continue;
+    }
+    int k = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_insert(L, -2);                     /* ..., value, key: the value stays */
+    at[k] = lua_gettop(L) - 1;
+  }
+  /* An options table with a metatable: absent keys are looked up through __index, as
+   * lua_getfield did (present ones never reach __index). */
+  if (lua_getmetatable(L, opts)) {
+    lua_pop(L, 1);
+    for (int k = 0; k < OPT_N; k++) {
+      if (at[k]) continue;
+      if (lua_getfield(L, opts, spawn_keys[k]) == LUA_TNIL) lua_pop(L, 1);
+      else at[k] = lua_gettop(L);
+    }
+  }
+}
+
+static int optbool(lua_State *L, int at, int def) { return at ? lua_toboolean(L, at) : def; }
+
+static lua_Integer optint(lua_State *L, int at, const char *k) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, at, &isnum);
+  if (!isnum) luaL_error(L, "option '%s' must be an integer", k);
+  return v;
+}
+
+/* The returned string stays valid while the options table holds it. */
+static const char *optstr(lua_State *L, int at, const char *k, const char *def) {
+  if (!at) return def;
+  if (lua_type(L, at) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
+  return lua_tostring(L, at);
+}
 
 static int l_spawn(lua_State *L) {
   struct req r;
   memset(&r, 0, sizeof r);
   r.errpipe = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
-  lp_checkkeys(L, 1, "spawn", spawn_keys);
-  luaL_checkstack(L, 40, "spawn");
+  /* The argument number a bad pdeathsig is reported as: the stack slot the value had
+   * when each option was fetched with lua_getfield, kept so messages do not change. */
+  int sigarg = lua_gettop(L) + 6;
+  luaL_checkstack(L, OPT_N + 40, "spawn");
+  int at[OPT_N] = {0};
+  collect_opts(L, 1, lua_upvalueindex(1), at);
 
-  lua_getfield(L, 1, "argv");
-  r.argv = check_argv(L, lua_gettop(L), "spawn");
-  r.file = lp_optstrfield(L, 1, "path", r.argv[0]);
+  if (!at[OPT_ARGV]) return luaL_error(L, "spawn: argv must be an array of strings");
+  char *argv_buf[ARGV_STACK];
+  r.argv = check_argv_buf(L, at[OPT_ARGV], "spawn", argv_buf);
+  r.file = optstr(L, at[OPT_PATH], "path", r.argv[0]);
   r.path_env = NULL;
-  int t = lua_getfield(L, 1, "env");
-  if (t == LUA_TTABLE) r.envp = check_env(L, -1, &r.path_env);
-  else if (t == LUA_TNIL) r.envp = environ;
-  else return luaL_error(L, "spawn: env must be a table");
-  if (!r.path_env) r.path_env = default_path();
-  r.cwd = lp_optstrfield(L, 1, "cwd", NULL);
-
-  t = lua_getfield(L, 1, "fds");
-  if (t == LUA_TTABLE) check_fds(L, lua_gettop(L), &r);
-  else if (t != LUA_TNIL) return luaL_error(L, "spawn: fds must be a table");
-  r.close_fds = lp_optboolfield(L, 1, "close_fds", 1);
-  r.setsid = lp_optboolfield(L, 1, "setsid", 0);
-  if (lua_getfield(L, 1, "pgid") != LUA_TNIL) {
-    r.pgid_set = 1;
-    r.pgid = (pid_t)lp_optintfield(L, 1, "pgid", 0);
+  if (at[OPT_ENV]) {
+    if (lua_type(L, at[OPT_ENV]) != LUA_TTABLE) return luaL_error(L, "spawn: env must be a table");
+    int top = lua_gettop(L);
+    r.envp = check_env(L, at[OPT_ENV], &r.path_env);
+    sigarg += lua_gettop(L) - top;
+  } else {
+    r.envp = environ;
   }
-  if (lua_getfield(L, 1, "pdeathsig") != LUA_TNIL) {
-    r.pdeathsig = lp_checksig(L, lua_gettop(L));
+  /* PATH is only searched for a name without a slash: no getenv otherwise. */
+  if (!r.path_env && !strchr(r.file, '/')) r.path_env = default_path();
+  r.cwd = optstr(L, at[OPT_CWD], "cwd", NULL);
+  if (at[OPT_FDS]) {
+    if (lua_type(L, at[OPT_FDS]) != LUA_TTABLE) return luaL_error(L, "spawn: fds must be a table");
+    check_fds(L, at[OPT_FDS], &r);
+    sigarg++;
+  }
+  r.close_fds = optbool(L, at[OPT_CLOSE_FDS], 1);
+  r.setsid = optbool(L, at[OPT_SETSID], 0);
+  if (at[OPT_PGID]) {
+    r.pgid_set = 1;
+    r.pgid = (pid_t)optint(L, at[OPT_PGID], "pgid");
+  }
+  if (at[OPT_PDEATHSIG]) {
+    r.pdeathsig = lp_checksigarg(L, at[OPT_PDEATHSIG], sigarg);
     r.parent = self_pid();
   }
-  if (lua_getfield(L, 1, "umask") != LUA_TNIL) {
+  if (at[OPT_UMASK]) {
     r.umask_set = 1;
-    r.mask = (mode_t)lp_optintfield(L, 1, "umask", 022) & 0777;
+    r.mask = (mode_t)optint(L, at[OPT_UMASK], "umask") & 0777;
   }
-  t = lua_getfield(L, 1, "limits");
-  if (t == LUA_TTABLE) check_limits(L, lua_gettop(L), &r);
-  else if (t != LUA_TNIL) return luaL_error(L, "spawn: limits must be a table");
-  if (lua_getfield(L, 1, "uid") != LUA_TNIL) {
+  if (at[OPT_LIMITS]) {
+    if (lua_type(L, at[OPT_LIMITS]) != LUA_TTABLE)
+      return luaL_error(L, "spawn: limits must be a table");
+    check_limits(L, at[OPT_LIMITS], &r);
+  }
+  if (at[OPT_UID]) {
     r.uid_set = 1;
-    r.uid = (uid_t)lp_optintfield(L, 1, "uid", 0);
+    r.uid = (uid_t)optint(L, at[OPT_UID], "uid");
   }
-  if (lua_getfield(L, 1, "gid") != LUA_TNIL) {
+  if (at[OPT_GID]) {
     r.gid_set = 1;
-    r.gid = (gid_t)lp_optintfield(L, 1, "gid", 0);
+    r.gid = (gid_t)optint(L, at[OPT_GID], "gid");
   }
-  t = lua_getfield(L, 1, "groups");
-  if (t == LUA_TTABLE) check_groups(L, lua_gettop(L), &r);
-  else if (t != LUA_TNIL) return luaL_error(L, "spawn: groups must be a table");
-  int want_pidfd = lp_optboolfield(L, 1, "pidfd", 0);
-  const char *method = lp_optstrfield(L, 1, "method", "vfork");
+  if (at[OPT_GROUPS]) {
+    if (lua_type(L, at[OPT_GROUPS]) != LUA_TTABLE)
+      return luaL_error(L, "spawn: groups must be a table");
+    check_groups(L, at[OPT_GROUPS], &r);
+  }
+  int want_pidfd = optbool(L, at[OPT_PIDFD], 0);
+  const char *method = optstr(L, at[OPT_METHOD], "method", "vfork");
   int use_fork = strcmp(method, "fork") == 0;
   if (!use_fork && strcmp(method, "vfork") != 0)
     return luaL_error(L, "spawn: method must be \"vfork\" or \"fork\"");
@@ -563,8 +650,11 @@ static int l__exit(lua_State *L) {
 
 void lp_open_spawn(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"spawn", l_spawn}, {"fork", l_fork}, {"exec", l_exec}, {"_exit", l__exit},
+    {"fork", l_fork}, {"exec", l_exec}, {"_exit", l__exit},
     {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
+  push_spawn_keymap(L);
+  lua_pushcclosure(L, l_spawn, 1);
+  lua_setfield(L, -2, "spawn");
 }

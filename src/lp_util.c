@@ -81,6 +81,22 @@ int lp_tosig(lua_State *L, int idx) {
   return -1;
 }
 
+int lp_checksigarg(lua_State *L, int idx, int arg) {
+  int sig = lp_tosig(L, idx);
+  if (sig < 0) {
+    if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+      return luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'",
+                                                   lua_tostring(L, idx)));
+    /* luaL_typeerror's message, for the value at idx rather than at arg */
+    const char *tname;
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) tname = lua_tostring(L, -1);
+    else if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) tname = "light userdata";
+    else tname = luaL_typename(L, idx);
+    luaL_argerror(L, arg, lua_pushfstring(L, "signal (number or name) expected, got %s", tname));
+  }
+  return sig;
+}
+
 int lp_checksig(lua_State *L, int arg) {
   int sig = lp_tosig(L, arg);
   if (sig < 0) {
@@ -217,56 +233,74 @@ static double tv_seconds(struct timeval tv) {
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static void setnamed(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
+/* The status keys and "how" values, interned once in a table that lp_open_wait keeps
+ * as an upvalue of wait and reap: lua_setfield with a C string looks the key up in
+ * Lua's API string cache (which spawn's option names keep evicting) and re-hashes it
+ * on a miss, on every field of every status; rawgeti + rawset with the interned
+ * string skips that. */
+enum { K_PID = 1, K_HOW, K_CODE, K_SIGNAL, K_SIGNAME, K_CORE, K_RUSAGE, K_UTIME, K_STIME,
+       K_MAXRSS, K_MINFLT, K_MAJFLT, K_NVCSW, K_NIVCSW, K_EXIT, K_STOP, K_CONTINUE,
+       K_NKEYS };
+static const char *const status_keys[K_NKEYS] = { NULL, "pid", "how", "code", "signal",
+  "signame", "core", "rusage", "utime", "stime", "maxrss", "minflt", "majflt", "nvcsw",
+  "nivcsw", "exit", "stop", "continue" };
+
+void lp_pushstatuskeys(lua_State *L) {
+  lua_createtable(L, K_NKEYS - 1, 0);
+  for (int i = 1; i < K_NKEYS; i++) {
+    lua_pushstring(L, status_keys[i]);
+    lua_rawseti(L, -2, i);
+  }
 }
 
-void lp_pushstatus(lua_State *L, pid_t pid, int status, const struct rusage *ru) {
+/* Push the interned key (or value) k, then the value: the pair lua_rawset takes. */
+#define KEY(k) lua_rawgeti(L, keys, (k))
+#define SET() lua_rawset(L, -3)
+
+void lp_pushstatus(lua_State *L, int keys, pid_t pid, int status, const struct rusage *ru) {
   int sig = 0, core = 0;
+  keys = lua_absindex(L, keys);
   lua_createtable(L, 0, 7);
-  setnamed(L, "pid", pid);
+  KEY(K_PID); lua_pushinteger(L, pid); SET();
   if (WIFEXITED(status)) {
-    lua_pushliteral(L, "exit");
-    lua_setfield(L, -2, "how");
-    setnamed(L, "code", WEXITSTATUS(status));
+    KEY(K_HOW); KEY(K_EXIT); SET();
+    KEY(K_CODE); lua_pushinteger(L, WEXITSTATUS(status)); SET();
   } else if (WIFSIGNALED(status)) {
-    lua_pushliteral(L, "signal");
-    lua_setfield(L, -2, "how");
+    KEY(K_HOW); KEY(K_SIGNAL); SET();   /* how = "signal": the same string as the key */
     sig = WTERMSIG(status);
     core = WCOREDUMP(status) != 0;
   } else if (WIFSTOPPED(status)) {
-    lua_pushliteral(L, "stop");
-    lua_setfield(L, -2, "how");
+    KEY(K_HOW); KEY(K_STOP); SET();
     sig = WSTOPSIG(status);
   } else if (WIFCONTINUED(status)) {
-    lua_pushliteral(L, "continue");
-    lua_setfield(L, -2, "how");
+    KEY(K_HOW); KEY(K_CONTINUE); SET();
     sig = SIGCONT;
   }
   if (sig) {
-    setnamed(L, "signal", sig);
+    KEY(K_SIGNAL); lua_pushinteger(L, sig); SET();
     const char *name = lp_signame(sig);
+    KEY(K_SIGNAME);
     if (name) lua_pushstring(L, name);
     else lua_pushfstring(L, "%d", sig);
-    lua_setfield(L, -2, "signame");
+    SET();
   }
-  lua_pushboolean(L, core);
-  lua_setfield(L, -2, "core");
+  KEY(K_CORE); lua_pushboolean(L, core); SET();
   if (ru) {
+    KEY(K_RUSAGE);
     lua_createtable(L, 0, 7);
-    lua_pushnumber(L, tv_seconds(ru->ru_utime));
-    lua_setfield(L, -2, "utime");
-    lua_pushnumber(L, tv_seconds(ru->ru_stime));
-    lua_setfield(L, -2, "stime");
-    setnamed(L, "maxrss", ru->ru_maxrss);
-    setnamed(L, "minflt", ru->ru_minflt);
-    setnamed(L, "majflt", ru->ru_majflt);
-    setnamed(L, "nvcsw", ru->ru_nvcsw);
-    setnamed(L, "nivcsw", ru->ru_nivcsw);
-    lua_setfield(L, -2, "rusage");
+    KEY(K_UTIME); lua_pushnumber(L, tv_seconds(ru->ru_utime)); SET();
+    KEY(K_STIME); lua_pushnumber(L, tv_seconds(ru->ru_stime)); SET();
+    KEY(K_MAXRSS); lua_pushinteger(L, ru->ru_maxrss); SET();
+    KEY(K_MINFLT); lua_pushinteger(L, ru->ru_minflt); SET();
+    KEY(K_MAJFLT); lua_pushinteger(L, ru->ru_majflt); SET();
+    KEY(K_NVCSW); lua_pushinteger(L, ru->ru_nvcsw); SET();
+    KEY(K_NIVCSW); lua_pushinteger(L, ru->ru_nivcsw); SET();
+    SET();
   }
 }
+
+#undef KEY
+#undef SET
 
 /* ---- time ---- */
 

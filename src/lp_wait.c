@@ -29,7 +29,7 @@ static int l_wait(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lp_pushstatus(L, got, st, &ru);
+  lp_pushstatus(L, lua_upvalueindex(1), got, st, &ru);
   return 1;
 }
 
@@ -44,7 +44,7 @@ static int l_reap(lua_State *L) {
     struct rusage ru;
     pid_t got = (pid_t)LP_RETRY(wait4(-1, &st, WNOHANG, &ru));
     if (got <= 0) break;   /* 0: none ready; ECHILD: no children at all */
-    lp_pushstatus(L, got, st, &ru);
+    lp_pushstatus(L, lua_upvalueindex(1), got, st, &ru);
     lua_rawseti(L, -2, ++n);
   }
   return 1;
@@ -86,9 +86,13 @@ static int l_pidfd_send_signal(lua_State *L) {
 
 void lp_open_wait(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"wait", l_wait}, {"reap", l_reap}, {"kill", l_kill}, {"killpg", l_killpg},
+    {"kill", l_kill}, {"killpg", l_killpg},
     {"pidfd_open", l_pidfd_open}, {"pidfd_send_signal", l_pidfd_send_signal},
     {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
+  /* wait and reap build status tables: the interned keys are their upvalue */
+  static const luaL_Reg status_fns[] = { {"wait", l_wait}, {"reap", l_reap}, {NULL, NULL} };
+  lp_pushstatuskeys(L);
+  luaL_setfuncs(L, status_fns, 1);
 }

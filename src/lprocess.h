@@ -39,6 +39,8 @@ int lp_result(lua_State *L, int ok, const char *ctx);
 
 /* Signals given as 15, "TERM" or "SIGTERM". */
 int lp_checksig(lua_State *L, int arg);
+/* The same for the value at stack index idx, reported as argument number arg. */
+int lp_checksigarg(lua_State *L, int idx, int arg);
 int lp_tosig(lua_State *L, int idx);       /* -1 when not a valid signal */
 const char *lp_signame(int sig);           /* "TERM", or NULL if unknown */
 void lp_checksigset(lua_State *L, int idx, sigset_t *set);
@@ -56,8 +58,11 @@ const char *lp_optstrfield(lua_State *L, int idx, const char *k, const char *def
 int lp_rlimit_resource(const char *name);
 rlim_t lp_torlim(lua_State *L, int idx);
 
-/* Wait status as the table documented in DESIGN.md. */
-void lp_pushstatus(lua_State *L, pid_t pid, int status, const struct rusage *ru);
+/* Wait status as the table documented in DESIGN.md. `keys` is the index of the table
+ * lp_pushstatuskeys pushed (kept as an upvalue by the caller): the field names are
+ * interned once, not looked up again for every status. */
+void lp_pushstatuskeys(lua_State *L);
+void lp_pushstatus(lua_State *L, int keys, pid_t pid, int status, const struct rusage *ru);
 
 /* Monotonic clock in seconds. */
 double lp_now(void);
