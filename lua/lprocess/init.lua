@@ -125,13 +125,34 @@ local function resolve_ids(opts, copts)
   end
 end
 
+-- The fast path's options for core.spawn, reused: core.spawn keeps nothing of it.
+local fast_copts = {}
+
 --- spawn{ "prog", "arg", ... , options } -> Process | nil, msg, errno
 function M.spawn(opts)
   if type(opts) ~= "table" then error("spawn: expected a table", 2) end
-  check_keys(opts, SPAWN_KEYS, "spawn")
+  -- check_keys inlined, noting on the way whether there is any option at all
+  local plain = true
+  for k in pairs(opts) do
+    if type(k) ~= "number" then
+      if not SPAWN_KEYS[k] then error(string.format("spawn: unknown option '%s'", tostring(k)), 2) end
+      plain = false
+    end
+  end
   local argv = {}
   for i, a in ipairs(opts) do argv[i] = tostring(a) end
   if #argv == 0 then error("spawn: no command", 2) end
+  if plain then
+    -- Nothing but a command: every stream inherited, no ids, no option tables to build
+    -- (what the general path below would pass to core.spawn amounts to argv alone).
+    fast_copts.argv = argv
+    local pid, err, errno = core.spawn(fast_copts)
+    fast_copts.argv = nil
+    if not pid then return nil, err, errno end
+    local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
+    registry[pid] = p
+    return p
+  end
   local copts = {
     argv = argv, path = opts.path, env = child_env(opts), cwd = opts.cwd,
     close_fds = opts.close_fds, setsid = opts.setsid, pgid = opts.pgid,
