@@ -147,48 +147,75 @@ function Executor:_drain(h, fd)
 end
 
 local NO_EXTRA = {}
+local PIPE_OPTS = { nonblock = "r" }   -- ours nonblocking, the child's end blocking
+
+local function close_fds(list, n)
+  for i = 1, n do core.close(list[i]) end
+end
+
+-- The spawn options that stay the same from one run of a unit to the next.
+function Executor:_spawn_opts(unit, extra)
+  local copts = unit.copts
+  if copts and not extra.setenv then return copts end
+  local job = unit.job
+  copts = {
+    argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir,
+    pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
+  }
+  local ok, err = credentials(job, copts)
+  if not ok then return nil, err end
+  if not extra.setenv then unit.copts = copts end
+  return copts
+end
 
 function Executor:start(unit, hooks)
   local job = unit.job
-  local close = {}
-  local function fail(err)
-    for _, fd in ipairs(close) do core.close(fd) end
-    return nil, err
-  end
-  local fds = {}
   local extra = hooks.spawn_opts or NO_EXTRA
-  for k, v in pairs(extra.fds or {}) do fds[k] = v end
-  local fd, err = open_stream(job.stdin, true, close)
-  if fd == false then return fail(err) end
+  local copts, err = self:_spawn_opts(unit, extra)
+  if not copts then return nil, err end
+  -- Descriptors we open for the child and close once it has them: at most 3.
+  local opened = {}
+  local fds = {}
+  if extra.fds then
+    for k, v in pairs(extra.fds) do fds[k] = v end
+  end
+  local fd
+  fd, err = open_stream(job.stdin, true, opened)
+  if fd == false then return nil, err end
   fds[0] = fd
-  local pipes = {}
-  for i, stream in ipairs { "stdout", "stderr" } do
-    local spec = job[stream]
+  local n = #opened
+  local r1, r2   -- our ends of the stdout and stderr pipes
+  for i = 1, 2 do
+    local spec = i == 1 and job.stdout or job.stderr
     if spec == "prefix" then
-      local r, w = core.pipe { nonblock = "r" }
-      if not r then return fail(w) end
-      close[#close + 1] = w
-      pipes[#pipes + 1] = { r, stream }
+      local r, w = core.pipe(PIPE_OPTS)
+      if not r then
+        close_fds(opened, n)
+        if r1 then core.close(r1) end
+        return nil, w
+      end
+      n = n + 1
+      opened[n] = w
       fds[i] = w
+      if i == 1 then r1 = r else r2 = r end
     else
-      fd, err = open_stream(spec, false, close)
-      if fd == false then return fail(err) end
+      fd, err = open_stream(spec, false, opened)
+      if fd == false then
+        close_fds(opened, n)
+        if r1 then core.close(r1) end
+        return nil, err
+      end
+      n = #opened
       fds[i] = fd
     end
   end
-  local copts = {
-    argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir, fds = fds,
-    pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
-  }
-  local ok, cerr = credentials(job, copts)
-  if not ok then
-    for _, p in ipairs(pipes) do core.close(p[1]) end
-    return fail(cerr)
-  end
+  copts.fds = fds
   local pid, serr = core.spawn(copts)
-  for _, c in ipairs(close) do core.close(c) end
+  copts.fds = nil
+  close_fds(opened, n)
   if not pid then
-    for _, p in ipairs(pipes) do core.close(p[1]) end
+    if r1 then core.close(r1) end
+    if r2 then core.close(r2) end
     return nil, serr
   end
   local h = {
@@ -198,7 +225,8 @@ function Executor:start(unit, hooks)
   self.handles[pid] = h
   self.groups[pid] = h
   if self.on_group then self.on_group(pid, true) end
-  for _, p in ipairs(pipes) do self:_watch_pipe(h, p[1], p[2]) end
+  if r1 then self:_watch_pipe(h, r1, "stdout") end
+  if r2 then self:_watch_pipe(h, r2, "stderr") end
   self.loop:child(pid, function(status) self:_exited(h, status) end)
   return h
 end

@@ -385,7 +385,7 @@ function Runner:_finish(u, result, reason)
   self.unended = self.unended - 1
   -- Its output is complete (group mode prints it now) and its buffers can go.
   self.out:forget(u.name)
-  u.envp, u.handle = nil, nil
+  u.envp, u.handle, u.copts = nil, nil, nil
   u.reason = reason
   if u.again then u.again:cancel(); u.again = nil end
   if not u.service then self.batch = self.batch - 1 end
