@@ -20,13 +20,16 @@ local function start(args, opts)
 end
 
 -- What a test started, killed and reaped at its end, pass or fail.
+-- (busted keeps one `finally` per test, so every cleanup goes through this one)
 local function tracker()
-  local t = { pids = {}, dirs = {} }
+  local t = { pids = {}, dirs = {}, after = {} }
   finally(function()
     for _, pid in ipairs(t.pids) do U.kill(pid) end
     for _, d in ipairs(t.dirs) do U.rm_rf(d) end
+    for _, fn in ipairs(t.after) do pcall(fn) end
     U.reap_all()
   end)
+  function t.defer(fn) t.after[#t.after + 1] = fn end
   function t.pid(pid) if pid then t.pids[#t.pids + 1] = pid end return pid end
   function t.dir()
     local d = U.tmpdir()
@@ -90,7 +93,7 @@ describe("lprocess.daemon.daemonize", function()
     local dir = t.dir()
     local pidfile, log = dir .. "/d.pid", dir .. "/out.log"
     local r, w = assert(core.pipe())
-    finally(function() core.close(r) core.close(w) end)
+    t.defer(function() core.close(r) core.close(w) end)
     local res, pid = start({ "--pidfile", pidfile, "--umask", "077", "--chdir", dir,
       "--stdout", log, "--keep", "7" }, { fds = { [7] = w } })
     t.pid(pid)
@@ -448,7 +451,7 @@ describe("lrun.control", function()
     local t = tracker()
     local dir = t.dir()
     local loop = require("lprocess.loop").new()
-    finally(function() loop:close() end)
+    t.defer(function() loop:close() end)
     local stale = assert(core.unix_listen(dir .. "/s.sock"))
     core.close(stale)                            -- the file stays, nobody listens
     local server = assert(control.serve(loop, dir .. "/s.sock", function(cmd)
