@@ -16,7 +16,6 @@ local graph = require "lrun.graph"
 local policy = require "lprocess.policy"
 local ready = require "lprocess.ready"
 local executor = require "lrun.executor"
-local report = require "lrun.report"
 
 local M = {}
 local Runner = {}
@@ -52,7 +51,6 @@ function M.new(spec, opts)
     shutting = nil,      -- nil | { signal = N or nil, sig = "TERM" }
     batch = 0,           -- job units not yet ended
     unended = 0,         -- units of any kind not yet ended
-    failures = 0,
     seq = 0,
   }, Runner)
   local selected, err = graph.select(spec, opts.targets)
@@ -392,12 +390,9 @@ function Runner:_finish(u, result, reason)
   if result == "skipped" then
     self:_emit("skip", u, { reason = reason })
     if self.verbose then self:_say(string.format("job %s: skipped: %s", u.name, reason)) end
-  elseif result ~= "ok" and result ~= "stopped" then
-    self.failures = self.failures + 1
-    if result ~= "gave up" then
-      self:_say(string.format("job %s: %s (%s)", u.name, result,
-        M.describe_status(u.status, u.spawn_error)))
-    end
+  elseif result == "failed" or result == "timeout" then   -- "gave up" said why already
+    self:_say(string.format("job %s: %s (%s)", u.name, result,
+      M.describe_status(u.status, u.spawn_error)))
   end
   if self.joblog and result ~= "skipped" and u.attempt > 0 then
     self.seq = self.seq + 1
@@ -556,5 +551,4 @@ function Runner:counts()
   return c
 end
 
-M.report = report
 return M
