@@ -161,7 +161,7 @@ function M.spawn(opts)
   }
   resolve_ids(opts, copts)
   local plumb = { close = {}, pipes = {} }
-  local fds, err, errno = {}, nil, nil
+  local fds, err, errno = {}
   local streams = { opts.stdin, opts.stdout, opts.stderr }
   for childfd = 0, 2 do
     local spec = streams[childfd + 1]
