@@ -10,13 +10,7 @@ local function tmpsink()
   return f, path
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = require("helper").slurp
 
 local function tmpdir()
   local path = os.tmpname()

@@ -15,13 +15,7 @@ local function tmpname()
   return p
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = require("helper").slurp
 
 local function exists(path)
   local f = io.open(path, "rb")
