@@ -11,6 +11,7 @@
 --
 -- Runs write only to fresh temporary directories (OUT, WORK, TMPDIR), so this spec
 -- may run while someone else runs the examples in the same checkout.
+local H = require "helper"
 local lp = require "lprocess"
 local core = require "lprocess.core"
 local cjson = require "cjson"
@@ -329,42 +330,7 @@ local function section(text, title)
   return text:sub(start + 1, stop)
 end
 
--- Fenced blocks: { lang =, body = (lines joined with \n), marker = "examples/x" | nil }
-local function blocks(text)
-  local found, lines, i = {}, lines_of(text), 1
-  while i <= #lines do
-    local lang = lines[i]:match("^```(%S*)%s*$")
-    if lang then
-      local j = i + 1
-      while lines[j] and lines[j] ~= "```" do j = j + 1 end
-      assert(lines[j], "README.md: unclosed ``` block at its line " .. i)
-      found[#found + 1] = {
-        lang = lang, body = table.concat(lines, "\n", i + 1, j - 1), first = lines[i + 1],
-        marker = i > 1 and lines[i - 1]:match("^<!%-%- from: (%S+) %-%->$") or nil,
-      }
-      i = j + 1
-    else
-      i = i + 1
-    end
-  end
-  return found
-end
-
--- Does `body` appear in `file_text` as a run of whole lines?
-local function verbatim(body, file_text)
-  local want, have = lines_of(body), lines_of(file_text)
-  local best, best_at = 0, nil
-  for s = 1, #have - #want + 1 do
-    local k = 0
-    while k < #want and have[s + k] == want[k + 1] do k = k + 1 end
-    if k == #want then return true end
-    if k > best then best, best_at = k, s end
-  end
-  local bad = want[best + 1]
-  return false, best_at
-    and ("line %q differs from the file's %q"):format(bad, tostring(have[best_at + best]))
-    or ("line %q is not in the file"):format(tostring(want[1]))
-end
+local blocks, verbatim = H.md_blocks, H.verbatim
 
 -- The strings of `local NAME = { "a", "b", ... }` in a Lua source file.
 local function string_list(src, name)

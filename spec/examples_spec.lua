@@ -21,13 +21,6 @@ local function run_lua(args, input)
   return res
 end
 
-local function lines_of(s)
-  local t = {}
-  for l in (s .. "\n"):gmatch("([^\n]*)\n") do t[#t + 1] = l end
-  if t[#t] == "" then t[#t] = nil end
-  return t
-end
-
 describe("examples/reaping", function()
   it("signal.lua reaps every child from SIGCHLD wake-ups, leaving no zombie", function()
     local res = run_lua { "examples/reaping/signal.lua" }
@@ -105,36 +98,8 @@ local function tour()
   return text:sub(a, b - 1)
 end
 
--- Fenced blocks: { lang =, body =, first =, marker = "examples/x" | nil }
-local function blocks(text)
-  local found, lines, i = {}, lines_of(text), 1
-  while i <= #lines do
-    local lang = lines[i]:match("^```(%S*)%s*$")
-    if lang then
-      local j = i + 1
-      while lines[j] and lines[j] ~= "```" do j = j + 1 end
-      assert(lines[j], "README.md: unclosed ``` block in the api tour")
-      found[#found + 1] = {
-        lang = lang, body = table.concat(lines, "\n", i + 1, j - 1), first = lines[i + 1],
-        marker = i > 1 and lines[i - 1]:match("^<!%-%- from: (%S+) %-%->$") or nil,
-      }
-      i = j + 1
-    else
-      i = i + 1
-    end
-  end
-  return found
-end
-
-local function verbatim(body, file_text)
-  local want, have = lines_of(body), lines_of(file_text)
-  for s = 1, #have - #want + 1 do
-    local k = 0
-    while k < #want and have[s + k] == want[k + 1] do k = k + 1 end
-    if k == #want then return true end
-  end
-  return false
-end
+local function blocks(text) return H.md_blocks(text, "in the api tour") end
+local verbatim = H.verbatim
 
 -- `--> text` comments as patterns: blanks match any blanks, numbers any number,
 -- "..." anything.

@@ -389,5 +389,54 @@ register("zombiefree", function(pids)
     table.concat(z, " "))
 end)
 
+---------------------------------------------------------------------------------------
+-- README checks: fenced blocks and verbatim quotes
+
+local function text_lines(s)
+  local t = {}
+  for l in (s .. "\n"):gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  if t[#t] == "" then t[#t] = nil end
+  return t
+end
+H.lines_of = text_lines
+
+-- Fenced blocks of markdown `text`: { lang =, body =, first =, marker = "examples/x" |
+-- nil }, where marker comes from a `<!-- from: FILE -->` line just above the fence.
+function H.md_blocks(text, where)
+  local found, lines, i = {}, text_lines(text), 1
+  while i <= #lines do
+    local lang = lines[i]:match("^```(%S*)%s*$")
+    if lang then
+      local j = i + 1
+      while lines[j] and lines[j] ~= "```" do j = j + 1 end
+      assert(lines[j], "README.md: unclosed ``` block " .. (where or ("at its line " .. i)))
+      found[#found + 1] = {
+        lang = lang, body = table.concat(lines, "\n", i + 1, j - 1), first = lines[i + 1],
+        marker = i > 1 and lines[i - 1]:match("^<!%-%- from: (%S+) %-%->$") or nil,
+      }
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  return found
+end
+
+-- Does `body` appear in `file_text` as a run of whole lines? -> true | false, why
+function H.verbatim(body, file_text)
+  local want, have = text_lines(body), text_lines(file_text)
+  local best, best_at = 0, nil
+  for s = 1, #have - #want + 1 do
+    local k = 0
+    while k < #want and have[s + k] == want[k + 1] do k = k + 1 end
+    if k == #want then return true end
+    if k > best then best, best_at = k, s end
+  end
+  local bad = want[best + 1]
+  return false, best_at
+    and ("line %q differs from the file's %q"):format(bad, tostring(have[best_at + best]))
+    or ("line %q is not in the file"):format(tostring(want[1]))
+end
+
 package.loaded.helper = H
 return H
