@@ -276,8 +276,7 @@ local function run(o, spec, targets, daemon_handle)
       c.elapsed = now - t0
       out:set_status(report.status_text(c))
     end
-    out:flush()
-    io.stdout:flush()
+    out:flush()   -- its sinks are io.stdout and io.stderr
   end)
   if daemon_handle then
     local ok, derr = pcall(daemon_handle.attach, daemon_handle, loop, r)
@@ -291,7 +290,6 @@ local function run(o, spec, targets, daemon_handle)
   out:set_status(nil)
   out:flush()
   out:close()
-  io.stdout:flush()
   -- What escaped every process group (setsid grandchildren) goes too.
   if wd then wd:reap_escapees(math.min(r.grace, 5), run_id) end
   core.reap()
