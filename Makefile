@@ -30,10 +30,12 @@ HDR  = $(wildcard src/*.h)
 OUT ?= build
 OBJ  = $(SRC:src/%.c=$(OUT)/obj/%.o)
 LIB  = $(OUT)/lprocess/core.so
+# lrun's own C module (its output hot loop): apart from the library, which knows no jobs
+LRUN_LIB = $(OUT)/lrun/text.so
 
 .PHONY: all test sanitize install uninstall demo bench lint clean bootstrap check-exports
 
-all: $(LIB)
+all: $(LIB) $(LRUN_LIB)
 
 $(OUT)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -43,12 +45,20 @@ $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJ)
 
+$(OUT)/obj/lrun_%.o: csrc/lrun_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LRUN_LIB): $(OUT)/obj/lrun_text.o
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+
 bootstrap:
 	@scripts/bootstrap
 
 # Only luaopen_* may be exported from the module.
-check-exports: $(LIB)
-	@bad=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /[TDBR]/ {print $$3}' | grep -v '^luaopen_' || true); \
+check-exports: $(LIB) $(LRUN_LIB)
+	@bad=$$(nm -D --defined-only $(LIB) $(LRUN_LIB) | awk '$$2 ~ /[TDBR]/ {print $$3}' | grep -v '^luaopen_' || true); \
 	if [ -n "$$bad" ]; then echo "exported symbols besides luaopen_*: $$bad"; exit 1; fi
 
 test: bootstrap
@@ -66,7 +76,7 @@ sanitize: bootstrap
 lint: bootstrap
 	luacheck lua spec scripts/lrun bench examples
 
-install: $(LIB)
+install: $(LIB) $(LRUN_LIB)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_DIR)/lprocess \
 	  $(DESTDIR)$(LUA_DIR)/lrun $(DESTDIR)$(BINDIR)
 	install -m 755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/lprocess/core.so
@@ -76,7 +86,7 @@ install: $(LIB)
 	chmod 755 $(DESTDIR)$(BINDIR)/lrun
 
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_DIR)/lprocess $(DESTDIR)$(LUA_DIR)/lrun $(DESTDIR)$(BINDIR)/lrun
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(LUA_DIR)/lprocess $(DESTDIR)$(LUA_DIR)/lrun $(DESTDIR)$(BINDIR)/lrun
 
 demo: bootstrap
 	@$(MAKE) --no-print-directory all

@@ -361,6 +361,16 @@ void lp_open_util(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_setfield(L, -2, "errno");
+  /* rlimits: {nofile = RLIMIT_NOFILE, [RLIMIT_NOFILE] = "nofile", ...}, like signals:
+   * the one list of names that spawn's `limits` and getrlimit accept. */
+  lua_newtable(L);
+  for (int i = 0; rltab[i].name; i++) {
+    lua_pushinteger(L, rltab[i].res);
+    lua_setfield(L, -2, rltab[i].name);
+    lua_pushstring(L, rltab[i].name);
+    lua_rawseti(L, -2, rltab[i].res);
+  }
+  lua_setfield(L, -2, "rlimits");
   lua_pushcfunction(L, l_strerror);
   lua_setfield(L, -2, "strerror");
 }

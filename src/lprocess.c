@@ -17,7 +17,6 @@ int luaopen_lprocess_core(lua_State *L) {
   lp_open_fd(L);
   lp_open_proc(L);
   lp_open_net(L);
-  lp_open_text(L);
   lp_open_daemon(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");

@@ -28,7 +28,6 @@ void lp_open_signal(lua_State *L);
 void lp_open_fd(lua_State *L);
 void lp_open_proc(lua_State *L);
 void lp_open_net(lua_State *L);
-void lp_open_text(lua_State *L);
 void lp_open_daemon(lua_State *L);
 
 /* Failure convention: pushes nil, "ctx: strerror(err)", err and returns 3. */

@@ -94,9 +94,9 @@ do
 end
 
 do
-  local ok, core = pcall(require, "lprocess.core")
-  if ok and type(core) == "table" and type(core.prefix_lines) == "function" then
-    engines.core = core.prefix_lines
+  local ok, text = pcall(require, "lrun.text")
+  if ok and type(text) == "table" and type(text.prefix_lines) == "function" then
+    engines.core = text.prefix_lines
   end
 end
 

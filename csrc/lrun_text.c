@@ -1,11 +1,15 @@
 /*
- * lp_text.c -- the one hot text loop of lrun's output path, in C: putting a prefix
- * before every complete line of a chunk. Lua's gsub manages ~100 MB/s here; this
- * runs at memcpy speed, which `-o prefix` needs to keep up with `cat`.
+ * lrun_text.c -- lrun.text, lrun's own C module: the one hot text loop of its output
+ * path, putting a prefix before every complete line of a chunk. Lua's gsub manages
+ * ~100 MB/s here; this runs at memcpy speed, which `-o prefix` needs to keep up with
+ * `cat`. It lives apart from lprocess.core: the process library knows no job output.
  */
 #include <string.h>
 
-#include "lprocess.h"
+#include <lua.h>
+#include <lauxlib.h>
+
+__attribute__((visibility("default"))) int luaopen_lrun_text(lua_State *L);
 
 /* prefix_lines(s, init, prefix) -> text, last
  * last: index of the last "\n" at or after init (init-1 when there is none);
@@ -45,7 +49,8 @@ static int l_prefix_lines(lua_State *L) {
   return 2;
 }
 
-void lp_open_text(lua_State *L) {
-  lua_pushcfunction(L, l_prefix_lines);
-  lua_setfield(L, -2, "prefix_lines");
+int luaopen_lrun_text(lua_State *L) {
+  static const luaL_Reg fns[] = { {"prefix_lines", l_prefix_lines}, {NULL, NULL} };
+  luaL_newlib(L, fns);
+  return 1;
 }
