@@ -121,9 +121,9 @@ describe("lprocess.run", function()
     it("raises an error that says what failed and how", function()
       assert.has_error(function()
         lp.run { "sh", "-c", "echo some output; echo 'it broke' >&2; exit 3", check = true }
-      end, "run: 'sh -c echo some output; echo 'it broke' >&2; exit 3' exited with 3: it broke")
+      end, "run: 'sh -c echo some output; echo 'it broke' >&2; exit 3' exited with code 3: it broke")
       assert.has_error(function() lp.run { "sh", "-c", "kill -9 $$", check = true } end,
-        "run: 'sh -c kill -9 $$' was killed by SIGKILL")
+        "run: 'sh -c kill -9 $$' killed by SIGKILL")
       assert.has_error(function() lp.run { "sleep", "60", timeout = 0.2, check = true } end,
         "run: 'sleep 60' timed out")
     end)

@@ -6,9 +6,16 @@
 -- Caveats
 -- * A Process that is garbage-collected before its child was reaped is not waited for
 --   (__gc never blocks): its pid goes on an orphan list that the next lprocess.wait
---   collects (an event loop reaps it anyway). Use `<close>` to wait deterministically.
+--   sweeps (an event loop reaps it anyway). Use `<close>` to wait deterministically.
+-- * Nothing is lost to that sweep: a status it reaps is owed to the program, and the
+--   next lprocess.wait(-1), lprocess.wait(pid) for that pid, or lprocess.reap()
+--   returns it first, before asking the kernel. Raw pids and Process objects mix
+--   freely. Group waits (pid 0 or < -1) do not see owed statuses; once a new child
+--   gets the same pid, an owed status is returned only by wait(-1) and reap().
 -- * After a Process has been reaped, :kill refuses: its pid may belong to someone else.
 local core = require "lprocess.core"
+local status = require "lprocess.status"
+local stop = require "lprocess.stop"
 
 local M = {
   core = core,
@@ -24,6 +31,9 @@ local ETIMEDOUT_MSG = "timed out"
 -- collected, and its __gc moves the pid to `orphans`.
 local registry = setmetatable({}, { __mode = "v" })
 local orphans = {}
+-- Statuses the orphan sweep reaped, owed to the program's next wait/reap: oldest
+-- first, and by pid for wait(pid).
+local owed, owed_by_pid = {}, {}
 
 local Process = {}
 Process.__index = Process
@@ -149,6 +159,7 @@ function M.spawn(opts)
     local pid, err, errno = core.spawn(fast_copts)
     fast_copts.argv = nil
     if not pid then return nil, err, errno end
+    owed_by_pid[pid] = nil   -- an owed status of a former holder of this pid
     local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
     registry[pid] = p
     return p
@@ -186,6 +197,7 @@ function M.spawn(opts)
     for _, fd in pairs(plumb.pipes) do core.close(fd) end
     return nil, pidfd_or_err, e
   end
+  owed_by_pid[pid] = nil
   local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
   if opts.pidfd then p.pidfd = pidfd_or_err end
   if opts.setsid or opts.pgid == 0 then
@@ -205,25 +217,60 @@ end
 ---------------------------------------------------------------------------------------
 -- waiting
 
+-- Reap the children of collected Process objects that have ended, keeping each
+-- status for the program (see Caveats).
 local function reap_orphans()
   for pid in pairs(orphans) do
     local st = core.wait(pid, { nohang = true })
     if st ~= false then orphans[pid] = nil end
+    if st then
+      owed[#owed + 1] = st
+      owed_by_pid[pid] = st
+    end
   end
+end
+
+-- An owed status for wait(pid): the oldest for -1, that pid's for a pid.
+local function take_owed(pid)
+  local st
+  if pid == -1 then
+    st = table.remove(owed, 1)
+    if owed_by_pid[st.pid] == st then owed_by_pid[st.pid] = nil end
+  elseif pid > 0 then
+    st = owed_by_pid[pid]
+    if st then
+      owed_by_pid[pid] = nil
+      for i = 1, #owed do
+        if owed[i] == st then table.remove(owed, i) break end
+      end
+    end
+  end
+  return st
 end
 
 --- wait(pid, {nohang=, untraced=, continued=}) -> status | false | nil, msg, errno
 function M.wait(pid, opts)
-  local st, err, errno = core.wait(pid or -1, opts)
+  pid = pid or -1
+  if owed[1] and math.type(pid) == "integer" then
+    local st = take_owed(pid)
+    if st then return st end
+  end
+  local st, err, errno = core.wait(pid, opts)
   if st then record(st) end
   if next(orphans) then reap_orphans() end
   return st, err, errno
 end
 
---- reap() -> array of every status ready now (the loop's SIGCHLD handler calls this)
+--- reap() -> array of every status ready now (the loop's SIGCHLD handler calls this),
+-- owed ones first
 function M.reap()
   local list = core.reap()
   for i = 1, #list do record(list[i]) end
+  if owed[1] then
+    table.move(list, 1, #list, #owed + 1)
+    table.move(owed, 1, #owed, 1, list)
+    owed, owed_by_pid = {}, {}
+  end
   return list
 end
 
@@ -282,21 +329,15 @@ function Process:killpg(sig)
   return core.killpg(pgid, sig or "TERM")
 end
 
--- TERM (to the whole group when the child leads one, with CONT so stopped members
--- hear it), then KILL after `grace` seconds; returns the status.
+-- TERM (to the whole group when the child leads one), then KILL after `grace`
+-- seconds (lprocess.stop); returns the status.
 function Process:terminate(grace)
   if self.status then return self.status end
-  local own_group = self.pgid == self.pid
-  if own_group then
-    core.killpg(self.pid, "TERM")
-    core.killpg(self.pid, "CONT")
-  else
-    self:kill("TERM")
-  end
-  local st = self:wait { timeout = grace or 5 }
-  if st then return st end
-  if own_group then core.killpg(self.pid, "KILL") else self:kill("KILL") end
-  return self:wait()
+  local target = self.pgid == self.pid and self.pid or { pid = self.pid }
+  return stop.sync(target, "TERM", grace or 5, function(t)
+    if t then return self:wait { timeout = t } end
+    return self:wait()
+  end)
 end
 
 function Process:close_pipes()
@@ -340,10 +381,7 @@ local RUN_KEYS = { input = true, timeout = true, check = true, grace = true }
 for k in pairs(SPAWN_KEYS) do RUN_KEYS[k] = true end
 
 local function describe_failure(argv, res)
-  local st = res.status
-  local how = res.timed_out and "timed out"
-    or st.how == "exit" and ("exited with " .. st.code)
-    or ("was killed by SIG" .. tostring(st.signame))
+  local how = res.timed_out and "timed out" or status.describe(res.status)
   local tail = (res.stderr or ""):sub(-500):gsub("%s+$", "")
   return string.format("run: '%s' %s%s", table.concat(argv, " "), how,
     tail ~= "" and (": " .. tail) or "")
@@ -382,7 +420,8 @@ function M.run(opts)
     if not input or #input == 0 then p.stdin:close(); p.stdin = nil; infd = nil end
   end
   local deadline = opts.timeout and (t0 + opts.timeout)
-  local kill_at, timed_out, status = nil, false, nil
+  local kill_at, timed_out, st = nil, false, nil
+  local group = p.pgid or { pid = p.pid }
 
   local function drain(fd)
     while true do
@@ -398,7 +437,7 @@ function M.run(opts)
     local set = {}
     for fd in pairs(fdname) do set[fd] = "r" end
     if infd then set[infd] = "w" end
-    if not status then set[p.pidfd] = "r" end
+    if not st then set[p.pidfd] = "r" end
     if not next(set) then break end
     local now = core.now()
     local until_t = kill_at or deadline
@@ -417,12 +456,12 @@ function M.run(opts)
           inpos = inpos + n
         end
       elseif fd == p.pidfd then
-        status = p:poll() or nil
+        st = p:poll() or nil
       elseif fdname[fd] and ev:find("[rh]") and not drain(fd) then
         fdname[fd] = nil
       end
     end
-    if status then
+    if st then
       -- The child is gone: take what its pipes hold, but do not wait for EOF that a
       -- lingering grandchild could keep from ever coming.
       for fd in pairs(fdname) do drain(fd) end
@@ -431,33 +470,29 @@ function M.run(opts)
     now = core.now()
     if deadline and not timed_out and now >= deadline then
       timed_out = true
-      core.killpg(p.pgid or p.pid, "TERM")
-      core.killpg(p.pgid or p.pid, "CONT")
+      stop.signal(group, "TERM")
       kill_at = now + (opts.grace or 1)
     elseif kill_at and now >= kill_at then
-      core.killpg(p.pgid or p.pid, "KILL")
+      stop.signal(group, "KILL")
       kill_at = nil
       deadline = nil
     end
   end
-  if not status then status = p:wait() end
-  if timed_out and p.pgid then core.killpg(p.pgid, "KILL") end  -- leftovers of the group
+  if not st then st = p:wait() end
+  if timed_out and p.pgid then stop.signal(p.pgid, "KILL") end  -- leftovers of the group
   p:close_pipes()
   local res = {
-    status = status, timed_out = timed_out, duration = core.now() - t0,
+    status = st, timed_out = timed_out, duration = core.now() - t0,
     stdout = opts.stdout == nil and table.concat(out.stdout) or nil,
     stderr = opts.stderr == nil and table.concat(out.stderr) or nil,
   }
-  if opts.check and (timed_out or status.how ~= "exit" or status.code ~= 0) then
+  if opts.check and (timed_out or not status.ok(st)) then
     error(describe_failure(p.argv, res), 2)
   end
   return res
 end
 
 --- Turn a status into a shell-like exit code: code, or 128+signal.
-function M.exit_code(st)
-  if st.how == "exit" then return st.code end
-  return 128 + (st.signal or 0)
-end
+M.exit_code = status.exit_code
 
 return M
