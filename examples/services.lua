@@ -28,7 +28,7 @@ if not SPOOL then
 end
 
 -- A reaper policy: restart the worker when a signal killed it (a crash), and let the
--- default decide everything else. `ev` is the exit event (see lua/lprocess/policy.lua:
+-- default decide everything else. `ev` is the exit event (see lua/lrun/policy.lua:
 -- ev.status is the wait status, ev.stopping is true when lrun itself stopped it).
 policy("crash_only", function(ev)
   if ev.status and ev.status.how == "signal" and not ev.stopping then

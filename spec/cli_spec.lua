@@ -81,7 +81,7 @@ describe("lrun", function()
       assert.falsy(r.stdout:find("d-out", 1, true))
       assert.truthy(r.stdout:find("e | e-ran", 1, true))
       assert.truthy(r.stdout:find("f | f-ran", 1, true))   -- f needs d "done": skipped is done
-      assert.truthy(r.stderr:find("job c: failed (exit 3)", 1, true))
+      assert.truthy(r.stderr:find("job c: failed (exited with code 3)", 1, true))
       assert.truthy(r.stderr:match("\nd%s+skipped"))
     end)
 
@@ -111,7 +111,7 @@ describe("lrun", function()
       assert.are.equal(1, r.code)
       assert.truthy(r.stderr:find("job missing: /nonexistent/program: No such file or directory",
         1, true), r.stderr)
-      assert.truthy(r.stderr:find("job e127: failed (exit 127)", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("job e127: failed (exited with code 127)", 1, true), r.stderr)
     end)
   end)
 

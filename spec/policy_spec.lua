@@ -1,7 +1,9 @@
--- lprocess.policy: built-in and user policies, the guard around user code, backoff
--- and the start limit. Exit statuses come from real processes.
+-- lrun.policy over lprocess.guard and lprocess.restart: built-in and user policies,
+-- the guard around user code, backoff and the start limit. Exit statuses come from
+-- real processes.
 local lprocess = require "lprocess"
-local policy = require "lprocess.policy"
+local policy = require "lrun.policy"
+local restart = require "lprocess.restart"
 
 -- The wait status of `sh -c script`.
 local function status_of(script)
@@ -294,7 +296,7 @@ describe("policy.backoff", function()
   it("a stable period of 10 s, or backoff.max when longer", function()
     assert.equal(10, policy.stable_period(service { backoff = { min = 0.1, max = 2, factor = 2 } }))
     assert.equal(30, policy.stable_period(service()))
-    assert.equal(policy.STABLE, 10)
+    assert.equal(restart.STABLE, 10)
   end)
 end)
 

@@ -1,11 +1,11 @@
--- lprocess.ready: every kind of readiness check against a real child, inside a real
+-- lrun.ready: every kind of readiness check against a real child, inside a real
 -- event loop. A child writes the wall-clock time at which it makes its condition true
 -- (`date +%s.%N` / time.time()) just before doing so; the probe must report ready at
 -- or after that instant, never before.
 local lprocess = require "lprocess"
 local core = require "lprocess.core"
 local looplib = require "lprocess.loop"
-local ready = require "lprocess.ready"
+local ready = require "lrun.ready"
 
 local tmpfiles = {}
 local function tmpname()

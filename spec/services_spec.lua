@@ -45,7 +45,7 @@ describe("services", function()
     local r = lrun({ "--events", T .. "/ev", FIX .. "svc_crash.lua" })
     assert.are.equal(1, r.code)
     assert.truthy(r.stderr:find("job crashy: gave up:", 1, true), r.stderr)
-    assert.truthy(r.stderr:find("last exit: exit 1", 1, true))
+    assert.truthy(r.stderr:find("last exit: exited with code 1", 1, true))
     local starts = {}
     for _, ev in ipairs(events(T .. "/ev")) do
       if ev.event == "start" and ev.job == "crashy" then starts[#starts + 1] = ev.time end

@@ -1,12 +1,21 @@
 -- lprocess.wait / reap with raw pids and collected Process objects mixed: the orphan
--- sweep never loses a status (issue 14). Real children, forced collections.
+-- sweep never loses a status (issue 14). Each case runs in a Lua child of its own, so
+-- that no other spec's children (busted is a subreaper) can be among those counted.
 local H = require "helper"
 local lp = H.lp
 
--- Spawn `n` children of /bin/true, at most two in flight, collecting with `collect`
--- (which returns an array of statuses); a full collection after every spawn makes the
--- discarded Process objects orphans at the worst moment. Returns pids spawned and the
--- count of statuses seen per pid.
+-- Run `code` in a fresh lua5.4 with this checkout; its stdout, or an error.
+local function child(code)
+  local r = assert(lp.run { table.unpack(H.lua(code)) })
+  assert(r.status.how == "exit" and r.status.code == 0, r.stderr)
+  return r.stdout
+end
+
+-- The issue's loop: spawn /bin/true, keep only the pid, at most two in flight,
+-- `collect()` -> array of statuses; a full collection after every spawn makes the
+-- dropped Process objects orphans at the worst moment. Prints "spawned missing twice".
+local CHURN = [[
+local lp = require "lprocess"
 local function churn(n, collect)
   local spawned, seen, inflight = {}, {}, 0
   local function take()
@@ -17,77 +26,93 @@ local function churn(n, collect)
   end
   for _ = 1, n do
     while inflight >= 2 do take() end
-    local p = assert(lp.spawn { "/bin/true" })
-    spawned[#spawned + 1] = p.pid
+    spawned[#spawned + 1] = assert(lp.spawn { "/bin/true" }).pid
     inflight = inflight + 1
-    p = nil   -- luacheck: ignore (dropped on purpose: the object becomes garbage)
     collectgarbage()
   end
   while inflight > 0 do take() end
-  return spawned, seen
-end
-
-local function assert_each_once(spawned, seen)
   local missing, twice = 0, 0
   for _, pid in ipairs(spawned) do
     local c = seen[pid] or 0
     if c == 0 then missing = missing + 1 elseif c > 1 then twice = twice + 1 end
   end
-  assert.equal(0, missing, "statuses lost")
-  assert.equal(0, twice, "statuses delivered twice")
+  io.write(#spawned, " ", missing, " ", twice, "\n")
 end
+]]
+
+-- An orphan (its Process collected) that has ended, and a second child whose
+-- lprocess.wait sweeps it; prints the orphan's pid first.
+local SWEPT = [[
+local lp = require "lprocess"
+local core = require "lprocess.core"
+local function zombie(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  local s = f and f:read("a")
+  if f then f:close() end
+  return s and s:match("^%d+ %(.-%) (%a)") == "Z"
+end
+local p = assert(lp.spawn { "/bin/true" })
+local pid = p.pid
+local q = assert(lp.spawn { "sh", "-c", "exit 3" })
+local t0 = core.now()
+while not (zombie(pid) and zombie(q.pid)) and core.now() - t0 < 5 do core.sleep(0.005) end
+p = nil
+collectgarbage()
+collectgarbage()
+assert(lp.wait(q.pid).code == 3)   -- sweeps the orphan: its status is kept
+io.write(pid, "\n")
+]]
 
 describe("lprocess.wait(-1) with collected Process objects", function()
   it("gets every status exactly once, over many rounds", function()
-    for _ = 1, 5 do
-      local spawned, seen = churn(300, function()
-        local st, err = lp.wait(-1)
-        assert(st, err)
-        return { st }
-      end)
-      assert_each_once(spawned, seen)
+    local out = child(CHURN .. [[
+      for _ = 1, 5 do
+        churn(300, function() local st, err = lp.wait(-1); assert(st, err); return { st } end)
+      end]])
+    local rounds = 0
+    for spawned, missing, twice in out:gmatch("(%d+) (%d+) (%d+)\n") do
+      rounds = rounds + 1
+      assert.equal("300", spawned)
+      assert.equal("0", missing, "statuses lost")
+      assert.equal("0", twice, "statuses delivered twice")
     end
-    assert.same({}, H.zombies_of())
+    assert.equal(5, rounds)
   end)
 
-  -- An orphan (its Process collected) that has ended, and a second child `q`; a
-  -- lprocess.wait for q sweeps the orphan. Returns the orphan's pid and q.
-  local function swept_orphan()
-    local p = assert(lp.spawn { "/bin/true" })
-    local pid = p.pid
-    local q = assert(lp.spawn { "sh", "-c", "exit 3" })
-    assert.truthy(H.wait_until(function()
-      local a, b = H.stat(pid), H.stat(q.pid)
-      return a and a.state == "Z" and b and b.state == "Z"
-    end, 5))
-    p = nil   -- luacheck: ignore
-    collectgarbage()
-    collectgarbage()
-    assert.equal(3, lp.wait(q.pid).code)   -- sweeps the orphan: its status is kept
-    return pid
-  end
+  it("reap() in the same loop gets every status exactly once", function()
+    local out = child(CHURN .. [[
+      churn(300, function()
+        local list = lp.reap()
+        if #list == 0 then local st, err = lp.wait(-1); assert(st, err); list = { st } end
+        return list
+      end)]])
+    assert.equal("300 0 0\n", out)
+  end)
 
   it("wait(pid) gets an owed status of that pid", function()
-    local pid = swept_orphan()
-    local st = assert(lp.wait(pid, { nohang = true }))
-    assert.equal(pid, st.pid)
-    assert.equal("exit", st.how)
-    assert.same({}, lp.reap())
+    local out = child(SWEPT .. [[
+      local st = assert(lp.wait(pid, { nohang = true }))
+      assert(st.pid == pid and st.how == "exit" and st.code == 0)
+      assert(#lp.reap() == 0)
+      io.write("ok\n")]])
+    assert.matches("^%d+\nok\n$", out)
   end)
 
   it("reap() returns owed statuses first, each once", function()
-    local pid = swept_orphan()
-    local list = lp.reap()
-    assert.equal(1, #list)
-    assert.equal(pid, list[1].pid)
-    assert.same({}, lp.reap())
+    local out = child(SWEPT .. [[
+      local list = lp.reap()
+      assert(#list == 1 and list[1].pid == pid, #list)
+      assert(#lp.reap() == 0)
+      io.write("ok\n")]])
+    assert.matches("^%d+\nok\n$", out)
   end)
 
   it("wait(-1) gets an owed status before asking the kernel", function()
-    local pid = swept_orphan()
-    assert.equal(pid, assert(lp.wait(-1)).pid)
-    local st, _, errno = lp.wait(-1, { nohang = true })
-    assert.is_nil(st)
-    assert.equal(lp.errno.ECHILD, errno)
+    local out = child(SWEPT .. [[
+      assert(assert(lp.wait(-1)).pid == pid)
+      local st, _, errno = lp.wait(-1, { nohang = true })
+      assert(st == nil and errno == lp.errno.ECHILD)
+      io.write("ok\n")]])
+    assert.matches("^%d+\nok\n$", out)
   end)
 end)

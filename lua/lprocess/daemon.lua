@@ -13,7 +13,8 @@
 -- daemonize, in the launching process, first checks the pidfile (returning nil, msg
 -- without forking when a daemon holds it or the pidfile cannot be used), then forks,
 -- and from then on never returns: it waits on a pipe until the daemon calls
--- d:ready() (exit 0) or d:fail(msg) or dies (message on stderr as "lrun: msg", exit 1).
+-- d:ready() (exit 0) or d:fail(msg) or dies (message on stderr as "PROGNAME: msg",
+-- exit 1; opts.progname, default the script's name).
 -- The daemon is the grandchild: fork, setsid, fork again (so it leads no session and
 -- can never acquire a controlling terminal), chdir (default "/"), umask (default 022:
 -- the classic 0 makes every file it creates world-writable), the pidfile, stdin from
@@ -366,13 +367,12 @@ function Daemon:reopen_logs()
   return self:_redirect(false)
 end
 
---- d:cleanup() -- close the control socket and remove the pidfile (if still ours).
+--- d:cleanup() -- run the at_cleanup functions and remove the pidfile (if still ours).
 function Daemon:cleanup()
   if core.getpid() ~= self.pid then return end   -- a forked child of the daemon
-  if self.server then
-    pcall(self.server.close, self.server)
-    self.server = nil
-  end
+  local fns = self.cleanups or {}
+  self.cleanups = nil
+  for _, fn in ipairs(fns) do pcall(fn) end
   if self.lockfd then
     if same_file(self.lockfd, self.pidfile) then core.unlink(self.pidfile) end
     core.close(self.lockfd)   -- the lock goes with the last descriptor
@@ -380,22 +380,21 @@ function Daemon:cleanup()
   end
 end
 
---- d:attach(loop, runner) -- what lrun's daemon needs from the event loop: the status
---- socket PIDFILE.sock (lrun.control; "status" lists runner:states(), "stop" is
---- runner:shutdown) and SIGUSR2 to reopen the logs. Raises on failure.
-function Daemon:attach(loop, runner)
+--- d:attach(loop) -- SIGUSR2 reopens the logs (after logrotate moved them), from the
+--- event loop.
+function Daemon:attach(loop)
   loop:signal("USR2", function()
     local ok, err = self:reopen_logs()
     if not ok then io.stderr:write(self.progname, ": reopening logs: ", err, "\n") end
   end)
-  if self.pidfile then
-    local control = require "lrun.control"
-    local server, err = control.serve(loop, self.pidfile .. ".sock",
-      control.runner_handler(runner, self.pid))
-    if not server then error(err, 0) end
-    self.server = server
-  end
   return self
+end
+
+--- d:at_cleanup(fn) -- fn() runs once at cleanup, before the pidfile goes (close a
+--- control socket there: it should not outlive the pidfile that names the daemon).
+function Daemon:at_cleanup(fn)
+  self.cleanups = self.cleanups or {}
+  self.cleanups[#self.cleanups + 1] = fn
 end
 
 ---------------------------------------------------------------------------------------
@@ -475,6 +474,9 @@ function M.daemonize(opts)
       error(string.format("daemonize: unknown option '%s'", tostring(k)), 2)
     end
   end
+  -- A launcher started with stdio closed: /dev/null there first, so that nothing of
+  -- ours (the launcher pipe, the pidfile) takes fd 0..2.
+  require("lprocess").ensure_stdio()
   for _, k in ipairs { "pidfile", "stdout", "stderr", "progname" } do
     if opts[k] ~= nil and type(opts[k]) ~= "string" then
       error("daemonize: " .. k .. " must be a string", 2)
@@ -494,7 +496,7 @@ function M.daemonize(opts)
     pidfile = pidfile,
     stdout = opts.stdout and absolute(opts.stdout, cwd),
     stderr = opts.stderr and absolute(opts.stderr, cwd),
-    progname = opts.progname or "lrun",
+    progname = opts.progname or (arg and arg[0] and arg[0]:match("([^/]+)$")) or "daemon",
   }, Daemon)
 
   if pidfile then

@@ -115,24 +115,34 @@ local function close_all(fds)
   for _, fd in ipairs(fds) do core.close(fd) end
 end
 
-local function resolve_ids(opts, copts)
-  local gid = opts.gid
+--- credentials{ user=, group=, uid=, gid= } -> { uid=, gid=, groups= } | nil, msg
+-- The ids a child drops to. A user (name or uid) brings its passwd entry's gid and
+-- supplementary groups, as login does; a bare uid that has a passwd entry too.
+-- A group alone sets the gid and makes it the only supplementary group.
+function M.credentials(opts)
+  local ids, gid = {}, opts.gid
   if opts.group ~= nil then
-    local gr = assert(core.getgrnam(opts.group))
+    local gr, err = core.getgrnam(opts.group)
+    if not gr then return nil, err end
     gid = gr.gid
   end
-  if opts.user ~= nil then
-    local pw = assert(core.getpwnam(opts.user))
-    copts.uid = pw.uid
+  local who = opts.user
+  if who == nil and opts.uid ~= nil then
+    ids.uid = opts.uid
+    who = core.getpwnam(opts.uid) and opts.uid or nil
+  end
+  if who ~= nil then
+    local pw, err = core.getpwnam(who)
+    if not pw then return nil, err end
+    ids.uid = pw.uid
     gid = gid or pw.gid
-    copts.groups = core.getgrouplist(pw.name, gid)
-  elseif opts.uid ~= nil then
-    copts.uid = opts.uid
+    ids.groups = core.getgrouplist(pw.name, gid)
   end
   if gid ~= nil then
-    copts.gid = gid
-    copts.groups = copts.groups or { gid }
+    ids.gid = gid
+    ids.groups = ids.groups or { gid }
   end
+  return ids
 end
 
 -- The fast path's options for core.spawn, reused: core.spawn keeps nothing of it.
@@ -170,7 +180,9 @@ function M.spawn(opts)
     pdeathsig = opts.pdeathsig, umask = opts.umask, limits = opts.limits,
     pidfd = opts.pidfd, method = opts.method,
   }
-  resolve_ids(opts, copts)
+  local ids, ierr = M.credentials(opts)
+  if not ids then return nil, "spawn " .. argv[1] .. ": " .. ierr, core.errno.EINVAL end
+  copts.uid, copts.gid, copts.groups = ids.uid, ids.gid, ids.groups
   local plumb = { close = {}, pipes = {} }
   local fds, err, errno = {}
   local streams = { opts.stdin, opts.stdout, opts.stderr }
@@ -490,6 +502,24 @@ function M.run(opts)
     error(describe_failure(p.argv, res), 2)
   end
   return res
+end
+
+--- ensure_stdio() -> the fds among 0, 1, 2 that were closed and now read and write
+-- /dev/null. A program started with any of them closed (some supervisors and cron
+-- setups do that) would otherwise get its first own descriptor there -- an epoll fd
+-- as "stderr" -- and its children would write into it. Call it first thing.
+function M.ensure_stdio()
+  local filled = {}
+  for fd = 0, 2 do
+    if core.getcloexec(fd) == nil then
+      -- the lowest free number is this one: lower ones are open by now
+      local got = assert(core.open("/dev/null", "rw"))
+      assert(got == fd, "ensure_stdio: /dev/null landed on fd " .. got)
+      core.setcloexec(fd, false)
+      filled[#filled + 1] = fd
+    end
+  end
+  return filled
 end
 
 --- Turn a status into a shell-like exit code: code, or 128+signal.

@@ -183,7 +183,7 @@ function M.query(path, cmd, timeout)
   return table.concat(chunks)
 end
 
---- format_states(runner:states()) -> one line per unit: name, state, pid, restarts.
+--- format_states(scheduler:states()) -> one line per unit: name, state, pid, restarts.
 function M.format_states(list)
   local w = 4
   for _, u in ipairs(list) do w = math.max(w, #u.name) end
@@ -197,14 +197,14 @@ function M.format_states(list)
   return table.concat(lines)
 end
 
---- runner_handler(runner, pid) -> handler for serve: "status" lists the units,
---- "stop" shuts the runner down (as SIGTERM does, without a signal's exit code),
---- "pid" answers the daemon's pid.
-function M.runner_handler(runner, pid)
+--- handler(scheduler, pid) -> handler for serve: "status" lists the units, "stop"
+--- shuts the run down (as SIGTERM does, without a signal's exit code), "pid" answers
+--- lrun's pid.
+function M.handler(scheduler, pid)
   return function(cmd)
-    if cmd == "status" then return M.format_states(runner:states()) end
+    if cmd == "status" then return M.format_states(scheduler:states()) end
     if cmd == "stop" then
-      runner:shutdown(nil, "stop requested on the control socket, stopping jobs")
+      scheduler:shutdown(nil, "stop requested on the control socket, stopping jobs")
       return "stopping\n"
     end
     if cmd == "pid" then return tostring(pid) .. "\n" end

@@ -1,17 +1,27 @@
--- lrun.executor: the local executor -- how the scheduler's units become processes.
+--- lrun.executor: the local executor -- how the scheduler's units become processes.
 --
--- The scheduler knows nothing of pids, pipes or process groups; it talks to an
--- executor through three calls, so another executor (Slurm, ...) can replace this one:
+-- The scheduler knows nothing of pipes or process groups; it talks to an executor
+-- through these calls, so another executor (Slurm, ...) can replace this one:
 --
---   local h, err = ex:start(unit, hooks)   -- hooks.exit(status) once the unit ended
+--   local h, err, errno = ex:start(unit, hooks) -- hooks.exit(status, h) once it ended
 --   ex:signal(h, sig)                      -- to the unit's whole process group
 --   ex:stop(h, sig, grace)                 -- sig + CONT, then KILL after grace
+--   ex:kill_all()                          -- every group, KILL, now
+--   ex:forget(unit)                        -- the unit will not run again
+--   ex:check_groups()                      -- after an orphan was reaped
+--   ex:busy(), ex:close()
+--
+-- A handle's `pid` names the unit's main process in messages, events and for
+-- readiness probes; what is cached per unit (its environment and spawn options) is
+-- the executor's own, dropped by forget.
 --
 -- Every unit runs in its own process group with a parent-death signal, and its
 -- output pipes are read by the event loop and handed to lrun.output. When the main
 -- process ends, whatever is left of its group is stopped (TERM, grace, KILL) and
 -- reported; the unit's exit is announced once its pipes are drained.
 local core = require "lprocess.core"
+local lprocess = require "lprocess"
+local stop = require "lprocess.stop"
 
 local M = {}
 local Executor = {}
@@ -31,6 +41,8 @@ function M.new(opts)
     groups = {},       -- pgid -> handle, while the group may still have members
     handles = {},      -- pid -> handle of running leaders
     piped = {},        -- handle -> true while any of its pipes is open
+    envp = {},         -- unit -> its environment as "K=V" strings
+    copts = {},        -- unit -> its spawn options (kept across its runs)
   }, Executor)
 end
 
@@ -61,7 +73,7 @@ end
 -- Entries that must win (job env, probe variables) come first: getenv and every
 -- libc take the first of duplicate names.
 function Executor:_env(unit, extra)
-  if unit.envp and not extra then return unit.envp end
+  if self.envp[unit] and not extra then return self.envp[unit] end
   local job = unit.job
   local base = self.base_envp
   if not base then
@@ -83,35 +95,13 @@ function Executor:_env(unit, extra)
   else
     table.move(base, 1, #base, #envp + 1, envp)
   end
-  if not extra then unit.envp = envp end
+  if not extra then self.envp[unit] = envp end
   return envp
 end
 
 local function argv_of(job)
   if job.argv then return job.argv end
   return { "/bin/sh", "-c", job.cmd }
-end
-
--- The user/group fields of a job become ids (only meaningful as root).
-local function credentials(job, copts)
-  local gid
-  if job.group ~= nil then
-    local gr, err = core.getgrnam(job.group)
-    if not gr then return nil, err end
-    gid = gr.gid
-  end
-  if job.user ~= nil then
-    local pw, err = core.getpwnam(job.user)
-    if not pw then return nil, err end
-    copts.uid = pw.uid
-    gid = gid or pw.gid
-    copts.groups = core.getgrouplist(pw.name, gid)
-  end
-  if gid then
-    copts.gid = gid
-    copts.groups = copts.groups or { gid }
-  end
-  return true
 end
 
 function Executor:_watch_pipe(h, fd, stream)
@@ -155,17 +145,22 @@ end
 
 -- The spawn options that stay the same from one run of a unit to the next.
 function Executor:_spawn_opts(unit, extra)
-  local copts = unit.copts
+  local copts = self.copts[unit]
   if copts and not extra.setenv then return copts end
   local job = unit.job
+  local ids, err = lprocess.credentials(job)
+  if not ids then return nil, err end
   copts = {
     argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir,
     pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
+    uid = ids.uid, gid = ids.gid, groups = ids.groups,
   }
-  local ok, err = credentials(job, copts)
-  if not ok then return nil, err end
-  if not extra.setenv then unit.copts = copts end
+  if not extra.setenv then self.copts[unit] = copts end
   return copts
+end
+
+function Executor:forget(unit)
+  self.envp[unit], self.copts[unit] = nil, nil
 end
 
 function Executor:start(unit, hooks)
@@ -210,13 +205,13 @@ function Executor:start(unit, hooks)
     end
   end
   copts.fds = fds
-  local pid, serr = core.spawn(copts)
+  local pid, serr, serrno = core.spawn(copts)
   copts.fds = nil
   close_fds(opened, n)
   if not pid then
     if r1 then core.close(r1) end
     if r2 then core.close(r2) end
-    return nil, serr
+    return nil, serr, serrno
   end
   local h = {
     unit = unit, pid = pid, pgid = pid, hooks = hooks, started = core.now(),
@@ -235,44 +230,38 @@ function Executor:_exited(h, status)
   self.handles[h.pid] = nil
   h.status = status
   h.ended = core.now()
-  if h.kill_timer then h.kill_timer:cancel(); h.kill_timer = nil end
   -- Everything the leader wrote is in its pipes now; a grandchild may still hold
   -- them open, so take what is there without waiting for EOF.
   for fd in pairs(h.pipes) do self:_drain(h, fd) end
   -- What is left of the group is stopped and reported; the unit's exit is not held
   -- back by it, but lrun does not finish before the group is empty.
-  if core.kill(-h.pgid, 0) then
+  if stop.alive(h.pgid) then
     h.leftover = true
     if self.on_leftover then self.on_leftover(h.unit, h.pgid) end
-    self:_stop_group(h, h.stop_signal or "TERM", h.grace or self.grace)
+    if not h.stopper then self:_stop_group(h, h.stop_signal or "TERM", h.grace or self.grace) end
   else
     self:_group_gone(h)
   end
   h.hooks.exit(status, h)
 end
 
--- Signal a group with sig + CONT now and KILL after grace, until it is empty.
+-- lprocess.stop's sequence on the group: sig + CONT now, KILL after grace; the
+-- group is watched until it is empty (check_groups, on every orphan reaped).
 function Executor:_stop_group(h, sig, grace)
-  core.killpg(h.pgid, sig)
-  if sig ~= "KILL" then core.killpg(h.pgid, "CONT") end
-  if h.kill_timer then h.kill_timer:cancel() end
-  h.kill_timer = self.loop:timer(grace, function()
-    h.kill_timer = nil
-    core.killpg(h.pgid, "KILL")
-    h.killed = true
-  end)
+  if h.stopper then h.stopper:cancel() end
+  h.stopper = stop.start(self.loop, h.pgid, sig, grace)
 end
 
 -- Called after any reap: forget groups that have emptied.
 function Executor:check_groups()
   for pgid, h in pairs(self.groups) do
-    if h.status and not core.kill(-pgid, 0) then self:_group_gone(h) end
+    if h.status and not stop.alive(pgid) then self:_group_gone(h) end
   end
 end
 
 function Executor:_group_gone(h)
   self.groups[h.pgid] = nil
-  if h.kill_timer then h.kill_timer:cancel(); h.kill_timer = nil end
+  if h.stopper then h.stopper:cancel(); h.stopper = nil end
   if self.on_group then self.on_group(h.pgid, false) end
 end
 
@@ -281,7 +270,7 @@ function Executor:busy()
 end
 
 function Executor:signal(h, sig)
-  if core.kill(-h.pgid, 0) then core.killpg(h.pgid, sig) end
+  if stop.alive(h.pgid) then core.killpg(h.pgid, sig) end
 end
 
 -- Stop a unit: sig and CONT to its group, KILL after grace. hooks.exit still
@@ -290,7 +279,7 @@ function Executor:stop(h, sig, grace)
   h.stop_signal, h.grace = sig, grace
   if h.stopping and sig ~= "KILL" then return end
   h.stopping = true
-  if core.kill(-h.pgid, 0) then self:_stop_group(h, sig, grace) end
+  if stop.alive(h.pgid) then self:_stop_group(h, sig, grace) end
 end
 
 -- Every group at once, now (second ^C, or lrun dying): KILL.

@@ -15,9 +15,7 @@ local M = {}
 -- Pids of processes whose environment carries LRUN_RUN_ID=run_id (not ourselves).
 function M.tagged(run_id)
   local tag, me, found = "LRUN_RUN_ID=" .. run_id .. "\0", core.getpid(), {}
-  local ls = io.popen("exec ls /proc 2>/dev/null")
-  if not ls then return found end
-  for name in ls:lines() do
+  for _, name in ipairs(core.listdir("/proc") or {}) do
     local pid = tonumber(name)
     if pid and pid ~= me then
       local f = io.open("/proc/" .. name .. "/environ", "rb")
@@ -28,7 +26,6 @@ function M.tagged(run_id)
       end
     end
   end
-  ls:close()
   return found
 end
 

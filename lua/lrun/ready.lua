@@ -1,4 +1,4 @@
---- lprocess.ready: readiness probes that run inside an lprocess.loop without ever
+--- lrun.ready: readiness probes of services, run inside an lprocess.loop without ever
 -- blocking it. One probe watches one run of one service:
 --
 --   local probe = ready.new(job, loop, { watch_output = fn })  -- hooks: see below
@@ -23,7 +23,7 @@
 --                                       LRUN_PID = the service's pid; stdio to
 --                                       /dev/null; killed after CMD_TIMEOUT)
 --   { fn = function(info) }             the function returns true; it runs under
---                                       policy.guard (deadline FN_TIMEOUT) with
+--                                       lprocess.guard (deadline FN_TIMEOUT) with
 --                                       info = { job =, pid =, attempt =, elapsed = };
 --                                       false/nil = not yet; an error or any other
 --                                       value fails the probe
@@ -40,7 +40,8 @@
 -- service dies and the runner should see that exit, not a probe failure.
 local core = require "lprocess.core"
 local lprocess = require "lprocess"
-local policy = require "lprocess.policy"
+local guard = require "lprocess.guard"
+local status = require "lprocess.status"
 
 local M = {}
 
@@ -94,7 +95,7 @@ function Probe:describe()
   if self.kind == "cmd" then
     return "cmd " .. (type(s.cmd) == "table" and table.concat(s.cmd, " ") or s.cmd)
   end
-  if self.kind == "fn" then return "function at " .. policy.where(s.fn) end
+  if self.kind == "fn" then return "function at " .. guard.where(s.fn) end
   if self.kind == "notify_fd" then return "notify fd" end
   if self.kind == "notify_systemd" then return "notify socket" end
   return "none"
@@ -317,7 +318,7 @@ function checks.cmd(self)
       self.kids[pid] = nil
       self:_cancel_timer(killer)
       if st.how == "exit" and st.code == 0 then return self:_ready() end
-      self.last = "ready.cmd " .. policy.describe(st)
+      self.last = "ready.cmd " .. status.describe(st)
       self:_again(M.INTERVAL.cmd, attempt)
     end)
   end
@@ -326,12 +327,12 @@ end
 
 function checks.fn(self)
   local fn = self.spec.fn
-  local name = "ready function (" .. policy.where(fn) .. ")"
+  local name = "ready function (" .. guard.where(fn) .. ")"
   local function call()
     self.attempts = self.attempts + 1
     local info = { job = self.job.name, pid = self.pid, attempt = self.attempts,
       elapsed = core.now() - self.started }
-    local ok, res = policy.guard(fn, { timeout = M.FN_TIMEOUT, name = name }, info)
+    local ok, res = guard.call(fn, { timeout = M.FN_TIMEOUT, name = name }, info)
     if not ok then return self:_fail(res) end
     if res == true then return self:_ready() end
     if res ~= nil and res ~= false then
@@ -369,8 +370,8 @@ function checks.notify_systemd(self)
       if not msg then return end                           -- drained (false) or error
       for line in msg:gmatch("[^\n]+") do
         if line == "READY=1" then return self:_ready() end
-        local status = line:match("^STATUS=(.*)")
-        if status then self.last = "STATUS=" .. status end
+        local said = line:match("^STATUS=(.*)")
+        if said then self.last = "STATUS=" .. said end
       end
     end
   end)
