@@ -77,11 +77,11 @@ lint: bootstrap
 	luacheck lua spec scripts/lrun bench examples
 
 install: $(LIB) $(LRUN_LIB)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_DIR)/lprocess \
-	  $(DESTDIR)$(LUA_DIR)/lrun $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(BINDIR)
 	install -m 755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/lprocess/core.so
-	install -m 644 lua/lprocess/*.lua $(DESTDIR)$(LUA_DIR)/lprocess/
-	install -m 644 lua/lrun/*.lua $(DESTDIR)$(LUA_DIR)/lrun/
+	install -m 755 $(LRUN_LIB) $(DESTDIR)$(LUA_LIBDIR)/lrun/text.so
+	cd lua && for f in $$(find lprocess lrun -name '*.lua'); do \
+	  install -D -m 644 $$f $(DESTDIR)$(LUA_DIR)/$$f || exit 1; done
 	sed '1s|.*|#!$(shell command -v $(LUA) || echo /usr/bin/env $(LUA))|' scripts/lrun > $(DESTDIR)$(BINDIR)/lrun
 	chmod 755 $(DESTDIR)$(BINDIR)/lrun
 
