@@ -13,6 +13,7 @@ describe("lrun.text", function()
       assert.same({ "x\n", 1 }, { pl("\n", 1, "x") })
       assert.same({ "a\nb\n", 4 }, { pl("a\nb\n", 1, "") })
       assert.same({ "[j] \0\255\n", 3 }, { pl("\0\255\n", 1, "[j] ") })
+      assert.same({ "%1 \n%1 x\n", 3 }, { pl("\nx\n", 1, "%1 ") })   -- no pattern escapes
     end)
 
     it("handles a megabyte of lines like gsub would", function()

@@ -3,7 +3,7 @@
  * replacing, hard links and unlink (a pidfile appears whole, never half-written), file identity (stat: dev/ino
  * tell "the file I locked" from "the file now at that path"), byte-range locks on
  * the open file description (a second lock, independent of flock), readlink,
- * directory listing and the close-on-exec flag of a descriptor.
+ * directory listing and creation, and the close-on-exec flag of a descriptor.
  *
  * Caveats
  * - ofdlock uses F_OFD_SETLK(W) (Linux 3.15+). Where that is missing it falls back to
@@ -163,6 +163,17 @@ static int l_listdir(lua_State *L) {
   return 1;
 }
 
+/* mkdir(path [, mode]) -> true | nil, msg, errno (EEXIST when path exists, whatever it
+ * is). mode: permission bits, 0777 by default, masked by the umask as mkdir(2) does. */
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer mode = luaL_optinteger(L, 2, 0777);
+  luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+  if (LP_RETRY(mkdir(path, (mode_t)mode)) < 0) return lp_failf(L, errno, "mkdir %s", path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* getcloexec(fd) -> bool | nil, msg, errno (EBADF when fd is not open) */
 static int l_getcloexec(lua_State *L) {
   int fd = checkfd(L, 1);
@@ -206,7 +217,7 @@ static int l_ofdlock(lua_State *L) {
 void lp_open_daemon(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"link", l_link}, {"rename", l_rename}, {"unlink", l_unlink}, {"stat", l_stat}, {"lstat", l_lstat},
-    {"fstat", l_fstat}, {"readlink", l_readlink}, {"listdir", l_listdir},
+    {"fstat", l_fstat}, {"readlink", l_readlink}, {"listdir", l_listdir}, {"mkdir", l_mkdir},
     {"getcloexec", l_getcloexec}, {"ofdlock", l_ofdlock}, {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);

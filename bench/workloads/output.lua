@@ -1,7 +1,8 @@
--- output.lua -- 100 MiB of 80-byte lines from a job, through lrun -o prefix and
--- -o raw, vs cat through a pipe (and vs cat | cat: any runner that captures a job's
--- output relays it through one more pipe and process). Every command's output goes
--- through a pipe to `wc -c`, whose count is checked (no byte lost, one prefix per line).
+-- output.lua -- 100 MiB of 80-byte lines from a job, through lrun -o prefix, -o raw
+-- and -o group (held until the job ends, past 8 MiB in a temp file), vs cat through a
+-- pipe (and vs cat | cat: any runner that captures a job's output relays it through
+-- one more pipe and process). Every command's output goes through a pipe to `wc -c`,
+-- whose count is checked (no byte lost, one prefix per line).
 local util = require "util"
 local gen = require "gen"
 local stats = require "stats"
@@ -27,8 +28,10 @@ function M.run(ctx)
       cmd = ("%s -q -j1 -o prefix %s | wc -c"):format(lrun, util.q(jobfile)) }
     kinds[#kinds + 1] = { key = "raw", name = "lrun -o raw", expect = bytes,
       cmd = ("%s -q -j1 -o raw %s | wc -c"):format(lrun, util.q(jobfile)) }
+    kinds[#kinds + 1] = { key = "group", name = "lrun -o group", expect = bytes + lines * #"out | ",
+      cmd = ("%s -q -j1 -o group %s | wc -c"):format(lrun, util.q(jobfile)) }
   end
-  util.log("output: %d MiB of lines through lrun -o prefix / raw vs cat", mb)
+  util.log("output: %d MiB of lines through lrun -o prefix / raw / group vs cat", mb)
   local out = util.work .. "/output.out"
   for r = 1, rounds do
     for _, k in ipairs(util.rotate(kinds, r - 1)) do
