@@ -153,9 +153,8 @@ function M.run(o, spec, selected, d)
   -- a large buffer turns a 64 KiB chunk into one write instead of sixteen.
   io.stdout:setvbuf("full", 256 * 1024)
   local out = output.new {
-    mode = o.output, color = output.want_color(o.color, io.stdout, core.isatty),
+    mode = o.output, color = output.want_color(o.color, io.stdout),
     log_dir = o.log_dir or spec.settings.log_dir, status = not o.quiet and not o.daemon,
-    isatty = core.isatty,
   }
   -- Before the daemon is ready its launcher is still waiting: tell it why we stop.
   local function early_fail(msg, ...)
