@@ -273,6 +273,153 @@ describe("lprocess.core", function()
       end)
     end
 
+    describe("signal state and terminal of the new program", function()
+      local S = core.signals
+      local function set_of_sigs(list)
+        local r = {}
+        for _, sig in ipairs(list) do r[type(sig) == "string" and S[sig] or sig] = true end
+        return r
+      end
+
+      -- Our own state changed for one test: USR1 blocked, HUP ignored.
+      local function disturb(t)
+        local oldmask = core.sigmask("block", { "USR1" })
+        local oldhup = core.sigaction("HUP", "ignore")
+        t:defer(function()
+          core.sigmask("set", oldmask)
+          core.sigaction("HUP", oldhup == "ignore" and "ignore" or "default")
+        end)
+      end
+
+      for _, method in ipairs { "vfork", "fork" } do
+        it("sigmask and sigignore are the mask and ignored set it starts with (" .. method .. ")",
+          function()
+            local t = H.track(finally)
+            disturb(t)
+            local pid = t:cspawn { argv = { "sleep", "30" }, method = method,
+              sigmask = { "TERM", "SIGUSR2", 10 }, sigignore = { "INT", "PIPE" } }
+            local st = H.status_fields(pid)
+            assert.same(set_of_sigs { "TERM", "USR2", "USR1" }, H.sigset(st.SigBlk))
+            assert.same(set_of_sigs { "INT", "PIPE" }, H.sigset(st.SigIgn))
+            -- without them: empty mask, nothing ignored, whatever we had
+            local q = t:cspawn { argv = { "sleep", "30" }, method = method }
+            local sq = H.status_fields(q)
+            assert.same({}, H.sigset(sq.SigBlk))
+            assert.same({}, H.sigset(sq.SigIgn))
+          end)
+      end
+
+      it("sigstate gives our mask and ignored set, which spawn hands on unchanged", function()
+        local t = H.track(finally)
+        disturb(t)
+        local mask, ignored = core.sigstate()
+        local mine = H.status_fields(H.mypid)
+        -- 32 and 33 are the C library's own: sigaction refuses them, spawn resets them
+        local function proc_set(hex)
+          local set = H.sigset(hex)
+          set[32], set[33] = nil, nil
+          return set
+        end
+        assert.same(proc_set(mine.SigBlk), set_of_sigs(mask))
+        assert.same(proc_set(mine.SigIgn), set_of_sigs(ignored))
+        assert.is_true(set_of_sigs(mask)[S.USR1])
+        assert.is_true(set_of_sigs(ignored)[S.HUP])
+        local pid = t:cspawn { argv = { "sleep", "30" }, sigmask = mask, sigignore = ignored }
+        local st = H.status_fields(pid)
+        assert.same(proc_set(mine.SigBlk), H.sigset(st.SigBlk))
+        assert.same(proc_set(mine.SigIgn), H.sigset(st.SigIgn))
+      end)
+
+      it("raises on a bad signal, on ignoring KILL or STOP, on foreground without a group",
+        function()
+          local bad = {
+            { { argv = { "true" }, sigmask = { "NOPE" } }, "unknown signal 'NOPE'" },
+            { { argv = { "true" }, sigignore = { "KILL" } }, "KILL and STOP cannot be ignored" },
+            { { argv = { "true" }, sigignore = "STOP" }, "KILL and STOP cannot be ignored" },
+            { { argv = { "true" }, foreground = 0 }, "foreground needs setsid or pgid" },
+            { { argv = { "true" }, foreground = -1, pgid = 0 }, "foreground: bad descriptor" },
+            { { argv = { "true" }, foreground = "x", pgid = 0 }, "must be an integer" },
+          }
+          for i, c in ipairs(bad) do
+            local ok, err = pcall(core.spawn, c[1])
+            assert.is_false(ok, "case " .. i)
+            assert.truthy(tostring(err):find(c[2], 1, true), "case " .. i .. ": " .. tostring(err))
+          end
+        end)
+
+      it("foreground on a descriptor that is no terminal fails, naming the step", function()
+        local r, w = assert(core.pipe())
+        finally(function() core.close(r); core.close(w) end)
+        local z = zombie_set()
+        local pid, err, errno = core.spawn { argv = { "true" }, pgid = 0, foreground = r }
+        assert.oserror("ENOTTY", pid, err, errno)
+        assert.equal("spawn true: tcsetpgrp " .. r .. ": " .. core.strerror(errno), err)
+        assert.same({}, new_zombies(z))
+      end)
+
+      -- A Lua child on a pseudo-terminal made by python3's pty module (core has no
+      -- posix_openpt): tpgid in /proc/PID/stat is the terminal's foreground group.
+      -- With ctty, the Lua child leads a session whose controlling terminal it is.
+      local function on_pty(code, ctty)
+        local probe = io.popen("command -v python3")
+        local py = probe:read("l")
+        probe:close()
+        if not py then return nil end
+        local lua = H.lua(code)
+        local script = "import os, pty, sys\n"
+          .. "m, s = pty.openpty()\n"
+          .. "os.set_inheritable(s, True)\n"
+          .. "pid = os.fork()\n"
+          .. "if pid == 0:\n"
+          .. "    os.close(m)\n"
+          .. (ctty and "    import fcntl, termios\n    os.setsid()\n"
+            .. "    fcntl.ioctl(s, termios.TIOCSCTTY, 0)\n" or "")
+          .. "    os.environ['PTY'] = str(s)\n"
+          .. "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+          .. "os.close(s)\n"
+          .. "_, st = os.waitpid(pid, 0)\n"
+          .. "sys.exit(os.waitstatus_to_exitcode(st))\n"
+        local argv = { py, "-c", script }
+        for _, a in ipairs(lua) do argv[#argv + 1] = a end
+        return capture { argv = argv, env = H.lua_env() }
+      end
+
+      for _, how in ipairs { "pgid", "setsid" } do
+        it("foreground = fd makes its group the terminal's foreground group (" .. how .. ")",
+          function()
+            local out, st = on_pty([[
+              local core = require "lprocess.core"
+              local tty = tonumber(os.getenv("PTY"))
+              local r, w = core.pipe()
+              local opts = { argv = { "sh", "-c", "cat /proc/$$/stat" }, fds = { [1] = w },
+                foreground = tty, ]] .. (how == "pgid" and "pgid = 0" or "setsid = true") .. [[ }
+              local pid, err = core.spawn(opts)
+              if not pid then print("ERR " .. err) os.exit(1) end
+              core.close(w)
+              local stat = core.read(r)
+              core.wait(pid)
+              local f = {}
+              for x in stat:match("%) (.*)"):gmatch("%S+") do f[#f + 1] = x end
+              -- state ppid pgrp session tty_nr tpgid
+              print(pid, f[3], f[4], f[5] ~= "0", f[6], core.getpgid(0))
+            ]], how == "pgid")
+            if out == nil then
+              pending("python3 is not available to make a pseudo-terminal")
+              return
+            end
+            assert.exited(0, st, out)
+            local pid, pgrp, sid, has_tty, tpgid, ours = out:match(
+              "^(%d+)\t(%d+)\t(%d+)\t(%a+)\t(%-?%d+)\t(%d+)\n$")
+            assert.truthy(pid, out)
+            assert.equal(pid, pgrp)
+            assert.equal(pid, tpgid)
+            assert.equal("true", has_tty)
+            assert.not_equal(ours, tpgid)
+            if how == "setsid" then assert.equal(pid, sid) end
+          end)
+      end
+    end)
+
     it("gives the same results with method = \"fork\" and \"vfork\"", function()
       local dir = H.tmpdir()
       finally(function() H.rm_rf(dir) end)

@@ -5,6 +5,8 @@
  * - sigwatch blocks its signals for the whole process and reads them from a
  *   signalfd. Children are unaffected: spawn clears the mask in the child.
  *   Closing the last watcher of a signal unblocks it again.
+ * - sigstate() reads the mask and the ignored set a spawned program should inherit
+ *   when the caller wants to hand on its own (spawn's sigmask and sigignore).
  * - The self-pipe variant (selfpipe=true, or no signalfd) installs a handler that
  *   only write()s the signal number to a nonblocking pipe; no Lua ever runs in a
  *   signal handler. Bytes for a signal that arrives while the pipe is full are
@@ -211,6 +213,21 @@ static int l_sigaction(lua_State *L) {
   return 1;
 }
 
+/* sigstate() -> mask, ignored: the calling thread's blocked signals and the signals
+ * whose disposition is SIG_IGN now, as arrays (what spawn's sigmask and sigignore take). */
+static int l_sigstate(lua_State *L) {
+  sigset_t mask, ign;
+  if (sigprocmask(SIG_BLOCK, NULL, &mask) < 0) return lp_fail(L, errno, "sigprocmask");
+  sigemptyset(&ign);
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) sigaddset(&ign, sig);
+  }
+  lp_pushsigset(L, &mask);
+  lp_pushsigset(L, &ign);
+  return 2;
+}
+
 /* raise(sig): signal this process (used to die "by" a signal after cleanup). */
 static int l_raise(lua_State *L) {
   int sig = lp_checksig(L, 1);
@@ -233,7 +250,7 @@ void lp_open_signal(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"sigwatch", l_sigwatch}, {"sigmask", l_sigmask}, {"sigaction", l_sigaction},
-    {"raise", l_raise}, {NULL, NULL}
+    {"sigstate", l_sigstate}, {"raise", l_raise}, {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
 }

@@ -9,7 +9,14 @@
  *   reports a failed step by writing into the request the suspended parent holds.
  *   method = "fork" uses fork() and a close-on-exec error pipe instead.
  * - Between fork/clone and exec the child resets every caught or ignored signal to
- *   its default and clears its signal mask, whatever the parent had.
+ *   its default and clears its signal mask, whatever the parent had -- unless
+ *   `sigignore` names signals to leave ignored and `sigmask` the mask to start with
+ *   (core.sigstate() gives the caller's own, to hand on as nohup and tini do).
+ * - foreground = fd: the child makes its process group (setsid or pgid is required)
+ *   the terminal's foreground group, while every signal is still blocked, so SIGTTOU
+ *   cannot stop it. With setsid it first makes fd its controlling terminal
+ *   (TIOCSCTTY), which fails if the terminal belongs to another session. fd is the
+ *   caller's descriptor, taken before the fds map is applied.
  * - close_fds (the default) marks every descriptor above 2 close-on-exec with
  *   close_range(CLOSE_RANGE_CLOEXEC) before the fds map is applied, so nothing but
  *   0, 1, 2 and what was asked for reaches the new program.
@@ -25,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -47,8 +55,8 @@
 extern char **environ;
 
 enum stage {
-  ST_NONE, ST_SETSID, ST_SETPGID, ST_FD, ST_RLIMIT, ST_SETGROUPS, ST_SETGID,
-  ST_SETUID, ST_PDEATHSIG, ST_CHDIR, ST_EXEC
+  ST_NONE, ST_SETSID, ST_SETPGID, ST_TCSETPGRP, ST_FD, ST_RLIMIT, ST_SETGROUPS,
+  ST_SETGID, ST_SETUID, ST_PDEATHSIG, ST_CHDIR, ST_EXEC
 };
 
 struct fdmap { int child, parent; };
@@ -62,7 +70,10 @@ struct req {
   const char *path_env;
   const char *cwd;
   int setsid, pgid_set, pdeathsig, umask_set, close_fds;
+  int foreground;         /* terminal to take the foreground of, or -1 */
   pid_t pgid, parent;
+  sigset_t sigmask;       /* the new program's signal mask */
+  sigset_t sigignore;     /* signals it starts with ignored */
   mode_t mask;
   int nfds;
   struct fdmap *fds;
@@ -133,18 +144,26 @@ CHILD_SIDE static void child_fds(struct req *r) {
       child_fail(r, ST_FD, r->fds[i].child);
 }
 
-CHILD_SIDE static void child_signals(void) {
+/* Every signal to its default, except those asked to stay ignored; then the mask
+ * the new program starts with. The C library refuses sigaction for the signals it
+ * keeps for itself (32, 33); an inherited SIG_IGN there is reset through the raw
+ * syscall, with an all-zero kernel sigaction: SIG_DFL whatever the arch's layout. */
+CHILD_SIDE static void child_signals(const struct req *r) {
   struct sigaction sa;
   for (int sig = 1; sig < NSIG; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    if (sigaction(sig, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL) continue;
+    void (*want)(int) = sigismember(&r->sigignore, sig) == 1 ? SIG_IGN : SIG_DFL;
+    if (sigaction(sig, NULL, &sa) != 0) {
+      unsigned long ksa[8] = {0};
+      syscall(SYS_rt_sigaction, sig, ksa, NULL, (NSIG - 1) / 8);
+      continue;
+    }
+    if (sa.sa_handler == want) continue;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
+    sa.sa_handler = want;
     sigaction(sig, &sa, NULL);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
+  sigprocmask(SIG_SETMASK, &r->sigmask, NULL);
 }
 
 /* execve, searching PATH when the name has no slash. Returns with errno set. */
@@ -188,6 +207,13 @@ CHILD_SIDE static int child_main(void *arg) {
   } else if (r->pgid_set && setpgid(0, r->pgid) < 0) {
     child_fail(r, ST_SETPGID, (int)r->pgid);
   }
+  /* Every signal is still blocked: SIGTTOU cannot stop a child of a background
+   * group here. A new session has no terminal yet: it takes this one first. */
+  if (r->foreground >= 0) {
+    if (r->setsid && ioctl(r->foreground, TIOCSCTTY, 0) < 0)
+      child_fail(r, ST_TCSETPGRP, r->foreground);
+    if (tcsetpgrp(r->foreground, getpgrp()) < 0) child_fail(r, ST_TCSETPGRP, r->foreground);
+  }
   child_fds(r);
   for (int i = 0; i < r->nlimits; i++)
     if (setrlimit(r->limits[i].res, &r->limits[i].rl) < 0)
@@ -205,7 +231,7 @@ CHILD_SIDE static int child_main(void *arg) {
     if (getppid() != r->parent) _exit(128 + r->pdeathsig);  /* parent already gone */
   }
   if (r->cwd && chdir(r->cwd) < 0) child_fail(r, ST_CHDIR, 0);
-  child_signals();
+  child_signals(r);
   exec_search(r->file, r->argv, r->envp, r->path_env);
   child_fail(r, ST_EXEC, 0);
 }
@@ -299,6 +325,8 @@ static int push_child_error(lua_State *L, struct req *r) {
     return lp_failf(L, r->err, "spawn %s: setrlimit %s", r->file, what);
   case ST_SETSID: return lp_failf(L, r->err, "spawn %s: setsid", r->file);
   case ST_SETPGID: return lp_failf(L, r->err, "spawn %s: setpgid %d", r->file, r->arg);
+  case ST_TCSETPGRP:
+    return lp_failf(L, r->err, "spawn %s: tcsetpgrp %d", r->file, r->arg);
   case ST_SETGROUPS: return lp_failf(L, r->err, "spawn %s: setgroups", r->file);
   case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %d", r->file, r->arg);
   case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %d", r->file, r->arg);
@@ -461,11 +489,12 @@ static void check_groups(lua_State *L, int idx, struct req *r) {
 
 static const char *const spawn_keys[] = {
   "argv", "path", "env", "cwd", "fds", "close_fds", "setsid", "pgid", "pdeathsig",
-  "umask", "limits", "uid", "gid", "groups", "pidfd", "method", NULL
+  "umask", "limits", "uid", "gid", "groups", "pidfd", "method", "foreground", "sigmask",
+  "sigignore", NULL
 };
 enum { OPT_ARGV, OPT_PATH, OPT_ENV, OPT_CWD, OPT_FDS, OPT_CLOSE_FDS, OPT_SETSID, OPT_PGID,
        OPT_PDEATHSIG, OPT_UMASK, OPT_LIMITS, OPT_UID, OPT_GID, OPT_GROUPS, OPT_PIDFD,
-       OPT_METHOD, OPT_N };
+       OPT_METHOD, OPT_FOREGROUND, OPT_SIGMASK, OPT_SIGIGNORE, OPT_N };
 
 /* The upvalue of spawn: {argv=OPT_ARGV, path=OPT_PATH, ...}. One pass over the
  * options table with one hash look-up per key present replaces a lua_getfield per
@@ -525,10 +554,29 @@ static const char *optstr(lua_State *L, int at, const char *k, const char *def) 
   return lua_tostring(L, at);
 }
 
+/* foreground, sigmask and sigignore (after setsid and pgid, which foreground needs). */
+static void check_signals(lua_State *L, const int at[OPT_N], struct req *r) {
+  sigemptyset(&r->sigmask);
+  sigemptyset(&r->sigignore);
+  if (at[OPT_SIGMASK]) lp_checksigset(L, at[OPT_SIGMASK], &r->sigmask);
+  if (at[OPT_SIGIGNORE]) {
+    lp_checksigset(L, at[OPT_SIGIGNORE], &r->sigignore);
+    if (sigismember(&r->sigignore, SIGKILL) == 1 || sigismember(&r->sigignore, SIGSTOP) == 1)
+      luaL_error(L, "spawn: sigignore: KILL and STOP cannot be ignored");
+  }
+  if (at[OPT_FOREGROUND]) {
+    lua_Integer fd = optint(L, at[OPT_FOREGROUND], "foreground");
+    if (fd < 0 || fd > INT_MAX) luaL_error(L, "spawn: foreground: bad descriptor");
+    if (!r->setsid && !r->pgid_set)
+      luaL_error(L, "spawn: foreground needs setsid or pgid (a process group of its own)");
+    r->foreground = (int)fd;
+  }
+}
+
 static int l_spawn(lua_State *L) {
   struct req r;
   memset(&r, 0, sizeof r);
-  r.errpipe = -1;
+  r.errpipe = r.foreground = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
   /* The argument number a bad pdeathsig is reported as: the stack slot the value had
    * when each option was fetched with lua_getfield, kept so messages do not change. */
@@ -590,6 +638,7 @@ static int l_spawn(lua_State *L) {
       return luaL_error(L, "spawn: groups must be a table");
     check_groups(L, at[OPT_GROUPS], &r);
   }
+  check_signals(L, at, &r);
   int want_pidfd = optbool(L, at[OPT_PIDFD], 0);
   const char *method = optstr(L, at[OPT_METHOD], "method", "vfork");
   int use_fork = strcmp(method, "fork") == 0;
