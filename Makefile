@@ -32,10 +32,13 @@ OBJ  = $(SRC:src/%.c=$(OUT)/obj/%.o)
 LIB  = $(OUT)/lprocess/core.so
 # lrun's own C module (its output hot loop): apart from the library, which knows no jobs
 LRUN_LIB = $(OUT)/lrun/text.so
+# the lrun program: Lua embedded without lua.c's SIGINT handler (csrc/lrun_main.c)
+LRUN_BIN = $(OUT)/bin/lrun
+LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
 .PHONY: all test sanitize install uninstall demo bench lint clean bootstrap check-exports
 
-all: $(LIB) $(LRUN_LIB)
+all: $(LIB) $(LRUN_LIB) $(LRUN_BIN)
 
 $(OUT)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -52,6 +55,10 @@ $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 $(LRUN_LIB): $(OUT)/obj/lrun_text.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(LRUN_BIN): $(OUT)/obj/lrun_main.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) -lm
 
 bootstrap:
 	@scripts/bootstrap
@@ -76,14 +83,13 @@ sanitize: bootstrap
 lint: bootstrap
 	luacheck lua spec scripts/lrun bench examples
 
-install: $(LIB) $(LRUN_LIB)
+install: $(LIB) $(LRUN_LIB) $(LRUN_BIN) $(LRUN_BIN)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(BINDIR)
 	install -m 755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/lprocess/core.so
 	install -m 755 $(LRUN_LIB) $(DESTDIR)$(LUA_LIBDIR)/lrun/text.so
 	cd lua && for f in $$(find lprocess lrun -name '*.lua'); do \
 	  install -D -m 644 $$f $(DESTDIR)$(LUA_DIR)/$$f || exit 1; done
-	sed '1s|.*|#!$(shell command -v $(LUA) || echo /usr/bin/env $(LUA))|' scripts/lrun > $(DESTDIR)$(BINDIR)/lrun
-	chmod 755 $(DESTDIR)$(BINDIR)/lrun
+	install -m 755 $(LRUN_BIN) $(DESTDIR)$(BINDIR)/lrun
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(LUA_DIR)/lprocess $(DESTDIR)$(LUA_DIR)/lrun $(DESTDIR)$(BINDIR)/lrun

@@ -260,4 +260,78 @@ exit 7]]
       assert.equal(0, p:wait().code)
     end)
   end)
+
+  describe("signal configuration (as tini: CMD gets what lrun was given)", function()
+    local IGN, BLK = { "TTOU", "SEGV", "INT" }, { "TTIN", "ILL", "TERM" }
+    local function set_of(names)
+      local set = {}
+      for _, n in ipairs(names) do set[core.signals[n]] = true end
+      return set
+    end
+    -- Run argv as a launcher would that ignores IGN and blocks BLK; -> result
+    local function launched(argv, extra)
+      local spec = { setenv = U.env(), timeout = 30, stdin = "null", sigignore = IGN,
+        sigmask = BLK }
+      for k, v in pairs(extra or {}) do spec[k] = v end
+      for i, a in ipairs(argv) do spec[i] = a end
+      local res = assert(U.lp.run(spec))
+      res.code = U.lp.exit_code(res.status)
+      return res
+    end
+    local function check(out)
+      local blk, ign = out:match("SigBlk:%s*(%x+)"), out:match("SigIgn:%s*(%x+)")
+      assert.truthy(blk and ign, out)
+      local H = require "helper"
+      assert.same(set_of(BLK), H.sigset(blk))
+      assert.same(set_of(IGN), H.sigset(ign))
+    end
+
+    it("CMD starts with the mask and the ignored set lrun started with", function()
+      local res = launched { U.lrun_bin, "--init", "--", "cat", "/proc/self/status" }
+      assert.equal(0, res.code, res.stderr)
+      check(res.stdout)
+    end)
+
+    it("so do a job file's jobs", function()
+      local dir = U.tmpdir()
+      finally(function() U.rm_rf(dir) end)
+      U.spit(dir .. "/j.lua", 'job "s" { "cat", "/proc/self/status" }\n')
+      local res = launched { U.lrun_bin, "-q", "-o", "raw", dir .. "/j.lua" }
+      assert.equal(0, res.code, res.stderr)
+      check(res.stdout)
+    end)
+
+    it("as PID 1 too (unshare --pid)", function()
+      if U.run({ "unshare", "--pid", "--fork", "--mount-proc", "true" }).code ~= 0 then
+        pending("unshare --pid --fork --mount-proc is not permitted here")
+        return
+      end
+      local res = launched { "unshare", "--pid", "--fork", "--mount-proc", U.lrun_bin, "--init",
+        "--", "cat", "/proc/self/status" }
+      assert.equal(0, res.code, res.stderr)
+      check(res.stdout)
+    end)
+
+    it("a forwarded signal that CMD has blocked stays pending in CMD, as with tini", function()
+      local t = tracker()
+      local p = U.lp.spawn { U.lrun_bin, "--init", "--", "sh", "-c", "echo $$; exec sleep 60",
+        setenv = U.env(), stdout = "pipe", stdin = "null", sigmask = { "USR1" } }
+      t[#t + 1] = p
+      local cmd = tonumber(U.reader(p.stdout).line(10))
+      assert.truthy(cmd)
+      assert.truthy(require("helper").wait_until(function()
+        return (U.slurp("/proc/" .. cmd .. "/comm") or "") == "sleep\n"
+      end, 10))
+      core.kill(p.pid, "USR1")
+      local usr1 = core.signals.USR1
+      local H = require "helper"
+      assert.truthy(require("helper").wait_until(function()
+        local f = H.status_fields(cmd)
+        return f and H.sigset(f.ShdPnd)[usr1]
+      end, 10), "USR1 did not reach CMD")
+      assert.is_true(U.lp.core.kill(cmd, 0) == true)   -- blocked: pending, not fatal
+      core.kill(p.pid, "TERM")
+      assert.equal(143, U.lp.exit_code(p:wait()))
+    end)
+  end)
 end)

@@ -60,7 +60,8 @@ local SPAWN_KEYS = {
   env = true, setenv = true, cwd = true, stdin = true, stdout = true, stderr = true,
   fds = true, close_fds = true, setsid = true, pgid = true, pdeathsig = true,
   umask = true, limits = true, uid = true, gid = true, user = true, group = true,
-  path = true, pidfd = true, method = true,
+  path = true, pidfd = true, method = true, foreground = true, sigmask = true,
+  sigignore = true,
 }
 
 local function check_keys(opts, known, what)
@@ -178,7 +179,8 @@ function M.spawn(opts)
     argv = argv, path = opts.path, env = child_env(opts), cwd = opts.cwd,
     close_fds = opts.close_fds, setsid = opts.setsid, pgid = opts.pgid,
     pdeathsig = opts.pdeathsig, umask = opts.umask, limits = opts.limits,
-    pidfd = opts.pidfd, method = opts.method,
+    pidfd = opts.pidfd, method = opts.method, foreground = opts.foreground,
+    sigmask = opts.sigmask, sigignore = opts.sigignore,
   }
   local ids, ierr = M.credentials(opts)
   if not ids then return nil, "spawn " .. argv[1] .. ": " .. ierr, core.errno.EINVAL end

@@ -90,6 +90,7 @@ local function make_scheduler(o, spec, selected, parts)
   local ex = executor.new {
     loop = parts.loop, out = parts.out, env = core.environ(), run_id = parts.run_id,
     grace = o.grace or spec.settings.grace or 5,
+    sigmask = o.sigmask, sigignore = o.sigignore,
     on_leftover = function(u, pgid) s:leftover(u, pgid) end,
     on_group = wd and function(pgid, alive)
       if alive then wd:group(pgid) else wd:ungroup(pgid) end
@@ -207,6 +208,7 @@ function M.init(o)
   end
   return require("lrun.initmode").main {
     argv = cmd, success_codes = o.success_codes, grace = o.grace or 5, verbose = o.verbose,
+    sigmask = o.sigmask, sigignore = o.sigignore,
   }
 end
 

@@ -167,8 +167,12 @@ local function eprint(msg)
 end
 
 function M.main(argv)
+  -- The signal configuration lrun was started with, before lrun blocks anything of
+  -- its own: every job and CMD starts with it (doc/design.md, "Signals").
+  local mask, ignored = require("lprocess.core").sigstate()
   local o, err = M.parse(argv or {})
   if not o then eprint(err); return 2 end
+  o.sigmask, o.sigignore = mask, ignored
   if o.help then io.stdout:write(USAGE) return 0 end
   if o.version then io.stdout:write("lrun ", M.VERSION, "\n") return 0 end
   local app = require "lrun.app"

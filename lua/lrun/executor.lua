@@ -28,7 +28,9 @@ local Executor = {}
 Executor.__index = Executor
 
 -- opts: loop, out (lrun.output), env (base environment map), run_id, grace,
--- on_leftover(unit, pgid) (a group outlived its leader), on_group(pgid, alive)
+-- sigmask, sigignore (the signal configuration lrun was started with: every job
+-- starts with it, as under make), on_leftover(unit, pgid) (a group outlived its
+-- leader), on_group(pgid, alive)
 function M.new(opts)
   return setmetatable({
     loop = opts.loop,
@@ -36,6 +38,8 @@ function M.new(opts)
     env = opts.env,
     run_id = opts.run_id,
     grace = opts.grace or 5,
+    sigmask = opts.sigmask,
+    sigignore = opts.sigignore,
     on_leftover = opts.on_leftover,
     on_group = opts.on_group,
     groups = {},       -- pgid -> handle, while the group may still have members
@@ -154,6 +158,7 @@ function Executor:_spawn_opts(unit, extra)
     argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir,
     pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
     uid = ids.uid, gid = ids.gid, groups = ids.groups,
+    sigmask = self.sigmask, sigignore = self.sigignore,
   }
   if not extra.setenv then self.copts[unit] = copts end
   return copts

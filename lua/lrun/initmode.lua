@@ -1,8 +1,9 @@
--- lrun.initmode: `lrun --init -- CMD ARGS...`, the job tini does, in the process
+--- lrun.initmode: `lrun --init -- CMD ARGS...`, the job tini does, in the process
 -- runner.
 --
 --   local code = require("lrun.initmode").main{ argv = { "cmd", "arg" },
---     success_codes = { [3] = true }, grace = 5, verbose = false }
+--     success_codes = { [3] = true }, grace = 5, verbose = false,
+--     sigmask = { ... }, sigignore = { ... } }   -- what lrun inherited (sigstate)
 --
 -- * As PID 1 (a container) it is the reaper already; otherwise it becomes a child
 --   subreaper, so every orphan among CMD's descendants is re-parented to it.
@@ -10,7 +11,10 @@
 --   when lrun itself is in the foreground of a terminal on stdin (^C, ^Z then reach
 --   CMD's group from the terminal, not lrun). The terminal is CMD's before CMD runs
 --   (handed over between fork and exec), and lrun takes it back when CMD ends.
--- * Descriptors lrun inherited pass on to CMD, as with tini.
+-- * Descriptors lrun inherited pass on to CMD, as with tini, and so does the signal
+--   configuration lrun was started with: CMD starts with that mask, and what was
+--   ignored stays ignored (`nohup lrun --init -- cmd` keeps SIGHUP ignored in cmd).
+--   Handled signals are reset to default, as exec does.
 -- * Every catchable signal lrun receives is forwarded once to CMD: HUP INT QUIT USR1
 --   USR2 PIPE ALRM TERM CONT TSTP URG XCPU XFSZ VTALRM PROF WINCH IO PWR STKFLT and the
 --   real-time ones. Not forwarded: CHLD (ours), TTIN/TTOU (terminal control of lrun
@@ -30,6 +34,8 @@
 local core = require "lprocess.core"
 local lprocess = require "lprocess"
 local loopmod = require "lprocess.loop"
+local status = require "lprocess.status"
+local stop = require "lprocess.stop"
 
 local M = {}
 
@@ -54,11 +60,6 @@ end
 
 local function signame(n)
   return core.signals[n] and ("SIG" .. core.signals[n]) or ("signal " .. n)
-end
-
-local function describe(st)
-  if st.how == "exit" then return "exit " .. st.code end
-  return "killed by " .. signame(st.signal)
 end
 
 local function slurp(path)
@@ -95,60 +96,10 @@ local function foreground_tty()
   return nil
 end
 
--- Start CMD as the terminal's foreground group before it runs a single instruction:
--- fork, and in the child make its own group and hand it the terminal (SIGTTOU is
--- blocked, inherited from us), reset signals as spawn does, exec. Handing the
--- terminal over from the parent after spawn would race with CMD's first read of it.
--- -> {pid=} | nil, "prog: reason", errno (exec failure, reported on a close-on-exec
--- pipe, the failed child reaped)
-local function spawn_foreground(argv, tty, deathsig)
-  local r, w = core.pipe()
-  if not r then return nil, w end
-  local parent = core.getpid()
-  io.stdout:flush()
-  io.stderr:flush()
-  local pid, ferr, ferrno = core.fork()
-  if not pid then
-    core.close(r)
-    core.close(w)
-    return nil, ferr, ferrno
-  end
-  if pid == 0 then
-    core.close(r)
-    core.setpgid(0, 0)
-    core.tcsetpgrp(tty, core.getpid())
-    if deathsig then
-      core.pdeathsig(deathsig)
-      if core.getppid() ~= parent then core._exit(128 + core.signals[deathsig]) end
-    end
-    for sig = 1, 64 do
-      if sig ~= core.signals.KILL and sig ~= core.signals.STOP then core.sigaction(sig, "default") end
-    end
-    core.sigmask("set", {})
-    local _, msg, errno = core.exec(argv[1], argv)
-    core.write(w, string.format("%d %s", errno or 0, msg or "exec failed"))
-    core._exit(127)
-  end
-  core.close(w)
-  local report = {}
-  while true do
-    local s = core.read(r, 4096)
-    if not s or s == "" then break end
-    report[#report + 1] = s
-  end
-  core.close(r)
-  report = table.concat(report)
-  if report ~= "" then
-    lprocess.wait(pid)
-    local errno, msg = report:match("^(%d+) (.*)$")
-    return nil, msg or report, tonumber(errno)
-  end
-  return { pid = pid }
-end
-
 local function check_opts(opts)
   if type(opts) ~= "table" then error("initmode.main: expected a table", 3) end
-  local known = { argv = true, success_codes = true, grace = true, verbose = true }
+  local known = { argv = true, success_codes = true, grace = true, verbose = true,
+    sigmask = true, sigignore = true }
   for k in pairs(opts) do
     if not known[k] then error("initmode.main: unknown option '" .. tostring(k) .. "'", 3) end
   end
@@ -173,14 +124,14 @@ function M.main(opts)
     local ok, err = core.subreaper(true)
     if not ok then eprint("cannot become a child subreaper (" .. err .. "): orphans will not come to lrun") end
   end
-  -- Blocked, so that lrun can hand the terminal to CMD and take it back while in the
-  -- background (tcsetpgrp would otherwise stop us with SIGTTOU). CMD starts with a
-  -- clear mask whatever ours is.
+  -- Blocked, so that lrun can take the terminal back while in the background
+  -- (tcsetpgrp would otherwise stop us with SIGTTOU). CMD starts with the mask lrun
+  -- was given (opts.sigmask), not this one.
   local old_mask = core.sigmask("block", { "TTOU", "TTIN" })
   local tty = foreground_tty()
   local loop = loopmod.new()
 
-  local child, status, stopping, phase, hurry_timer
+  local child, child_status, stopping, phase, hurry_timer
   local termed = {}     -- pid -> true: sent SIGTERM while stopping (once is enough)
   local done = false
 
@@ -190,7 +141,7 @@ function M.main(opts)
       local st = lprocess.wait(-1, { nohang = true })
       if st == false then return true end
       if not st then return false end
-      say("reaped orphan %d (%s)", st.pid, describe(st))
+      say("reaped orphan %d (%s)", st.pid, status.describe(st))
     end
   end
 
@@ -202,10 +153,7 @@ function M.main(opts)
       if sig == "TERM" then core.kill(-1, "CONT") end
       return
     end
-    if first or sig == "KILL" then
-      core.killpg(child.pid, sig)
-      if sig == "TERM" then core.killpg(child.pid, "CONT") end
-    end
+    if first or sig == "KILL" then stop.signal(child.pid, sig) end
     for _, pid in ipairs(children(me)) do
       if sig == "KILL" or not termed[pid] then
         core.kill(pid, sig)
@@ -250,7 +198,7 @@ function M.main(opts)
   local TERM, INT = core.signals.TERM, core.signals.INT
   for _, sig in ipairs(M.forwarded()) do
     loop:signal(sig, function(s)
-      if child and not status then
+      if child and not child_status then
         say("forwarding %s to %d", signame(s), child.pid)
         core.kill(child.pid, s)
       elseif stopping and (s == TERM or s == INT) then
@@ -261,15 +209,12 @@ function M.main(opts)
 
   -- Descriptors lrun was given pass on to CMD (socket activation, a supervisor's
   -- pipes), as with tini: lrun's own are all close-on-exec.
-  local deathsig = not pid1 and "KILL" or nil
-  local p, err, errno
-  if tty then
-    p, err, errno = spawn_foreground(opts.argv, tty, deathsig)
-  else
-    local spec = { pgid = 0, close_fds = false, pdeathsig = deathsig }
-    for i, a in ipairs(opts.argv) do spec[i] = a end
-    p, err, errno = lprocess.spawn(spec)
-  end
+  -- As the terminal's foreground group from before CMD's first instruction: handing
+  -- the terminal over after spawn would race with CMD's first read of it.
+  local spec = { pgid = 0, close_fds = false, pdeathsig = not pid1 and "KILL" or nil,
+    foreground = tty, sigmask = opts.sigmask, sigignore = opts.sigignore }
+  for i, a in ipairs(opts.argv) do spec[i] = a end
+  local p, err, errno = lprocess.spawn(spec)
   if not p then
     if tty then core.tcsetpgrp(tty, core.getpgid(0)) end   -- the failed child had it
     loop:close()
@@ -281,23 +226,20 @@ function M.main(opts)
   say("started %d: %s", p.pid, table.concat(opts.argv, " "))
 
   loop.on_orphan = function(st)
-    say("reaped orphan %d (%s)", st.pid, describe(st))
+    say("reaped orphan %d (%s)", st.pid, status.describe(st))
     if stopping then check_done() end
   end
   loop:child(p.pid, function(st)
-    status = st
-    say("%s ended: %s", opts.argv[1], describe(st))
+    child_status = st
+    say("%s ended: %s", opts.argv[1], status.describe(st))
     begin_stop()
   end)
   loop:run(function() return done end)
   loop:close()
   core.sigmask("set", old_mask)
 
-  if status.how == "exit" then
-    if success[status.code] then return 0 end
-    return status.code
-  end
-  return 128 + (status.signal or 0)
+  if child_status.how == "exit" and success[child_status.code] then return 0 end
+  return status.exit_code(child_status)
 end
 
 return M
