@@ -531,6 +531,41 @@ describe("lrun -d / --status / --stop", function()
     assert.are_not.equal(0, stop2.code)
   end)
 
+  it("started with fds 0, 1 and 2 closed: -d exits 0, --stop stops it (hardening 12)", function()
+    if not has_cli() then pending("lrun.cli is not on main yet") return end
+    local t = tracker()
+    local dir = t.dir()
+    local pidfile = dir .. "/lrun.pid"
+    for _, prog in ipairs { U.lrun, U.lrun_bin } do
+      local res = U.run { "sh", "-c", string.format(
+        "exec %s -d --pidfile %s %s <&- >&- 2>&-; echo never", prog, pidfile,
+        U.fixtures .. "/d_service.lua") }
+      assert.equal(0, res.code, prog)
+      local pid = t.pid(pidfile_pid(pidfile))
+      assert.truthy(pid, prog)
+      -- the daemon's stdio is /dev/null, not one of lrun's own descriptors
+      for fd = 0, 2 do
+        assert.equal("/dev/null", core.readlink("/proc/" .. pid .. "/fd/" .. fd))
+      end
+      local stop = U.run { U.lrun, "--stop", "--pidfile", pidfile }
+      assert.equal(0, stop.code, stop.stderr)
+      assert.is_false(U.alive(pid))
+    end
+  end)
+
+  it("with fds 0..2 closed, a run's jobs write to /dev/null, not into lrun's fds", function()
+    if not has_cli() then pending("lrun.cli is not on main yet") return end
+    local t = tracker()
+    local dir = t.dir()
+    U.spit(dir .. "/j.lua", [[job "w" { "sh", "-c", "o=$(readlink /proc/$$/fd/1); ]]
+      .. [[e=$(readlink /proc/$$/fd/2); echo $o $e > ]] .. dir .. [[/fds.txt",
+      stdout = "inherit", stderr = "inherit" }]])
+    local res = U.run { "sh", "-c", "exec " .. U.lrun .. " -q " .. dir .. "/j.lua <&- >&- 2>&-" }
+    assert.equal(0, res.code)
+    local fds = U.slurp(dir .. "/fds.txt")
+    assert.equal("/dev/null /dev/null\n", fds)
+  end)
+
   it("validates the job file before detaching: exit 2, nothing started", function()
     if not has_cli() then pending("lrun.cli is not on main yet") return end
     local t = tracker()
