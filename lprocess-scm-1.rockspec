@@ -34,6 +34,7 @@ build = {
     ["lprocess.loop"] = "lua/lprocess/loop.lua",
     ["lprocess.status"] = "lua/lprocess/status.lua",
     ["lprocess.stop"] = "lua/lprocess/stop.lua",
+    ["lprocess.run"] = "lua/lprocess/run.lua",
     ["lprocess.guard"] = "lua/lprocess/guard.lua",
     ["lprocess.restart"] = "lua/lprocess/restart.lua",
     ["lprocess.daemon"] = "lua/lprocess/daemon.lua",

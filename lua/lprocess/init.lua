@@ -63,6 +63,7 @@ local SPAWN_KEYS = {
   path = true, pidfd = true, method = true, foreground = true, sigmask = true,
   sigignore = true,
 }
+M.SPAWN_KEYS = SPAWN_KEYS
 
 local function check_keys(opts, known, what)
   for k in pairs(opts) do
@@ -149,6 +150,43 @@ end
 -- The fast path's options for core.spawn, reused: core.spawn keeps nothing of it.
 local fast_copts = {}
 
+-- The child's descriptors from stdin/stdout/stderr/fds -> fds, plumb | nil, msg, errno
+-- (plumb: what the parent closes after the spawn, and keeps as pipes).
+local function plumb_streams(opts)
+  local plumb = { close = {}, pipes = {} }
+  local fds = {}
+  local streams = { opts.stdin, opts.stdout, opts.stderr }
+  for childfd = 0, 2 do
+    local spec = streams[childfd + 1]
+    if childfd == 2 and spec == "stdout" then
+      fds[2] = fds[1] or 1
+    else
+      local fd, err, errno = stream_fd(spec, childfd, plumb)
+      fds[childfd] = fd
+      if err then
+        close_all(plumb.close)
+        for _, fd in pairs(plumb.pipes) do core.close(fd) end
+        return nil, err, errno
+      end
+    end
+  end
+  for childfd, spec in pairs(opts.fds or {}) do
+    fds[childfd] = io.type(spec) == "file" and core.fileno(spec) or spec
+  end
+  return fds, plumb
+end
+
+-- A Process for a child that was just spawned.
+local function new_process(pid, argv)
+  owed_by_pid[pid] = nil   -- an owed status of a former holder of this pid
+  local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
+  registry[pid] = p
+  return p
+end
+
+local PIPE_MODES = { [0] = "w", "r", "r" }
+local STREAM_NAMES = { [0] = "stdin", "stdout", "stderr" }
+
 --- spawn{ "prog", "arg", ... , options } -> Process | nil, msg, errno
 function M.spawn(opts)
   if type(opts) ~= "table" then error("spawn: expected a table", 2) end
@@ -170,61 +208,35 @@ function M.spawn(opts)
     local pid, err, errno = core.spawn(fast_copts)
     fast_copts.argv = nil
     if not pid then return nil, err, errno end
-    owed_by_pid[pid] = nil   -- an owed status of a former holder of this pid
-    local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
-    registry[pid] = p
-    return p
+    return new_process(pid, argv)
   end
-  local copts = {
-    argv = argv, path = opts.path, env = child_env(opts), cwd = opts.cwd,
+  local ids, ierr = M.credentials(opts)
+  if not ids then return nil, "spawn " .. argv[1] .. ": " .. ierr, core.errno.EINVAL end
+  local fds, plumb, errno = plumb_streams(opts)
+  if not fds then return nil, plumb, errno end
+  local pid, pidfd_or_err, e = core.spawn {
+    argv = argv, path = opts.path, env = child_env(opts), cwd = opts.cwd, fds = fds,
     close_fds = opts.close_fds, setsid = opts.setsid, pgid = opts.pgid,
     pdeathsig = opts.pdeathsig, umask = opts.umask, limits = opts.limits,
     pidfd = opts.pidfd, method = opts.method, foreground = opts.foreground,
     sigmask = opts.sigmask, sigignore = opts.sigignore,
+    uid = ids.uid, gid = ids.gid, groups = ids.groups,
   }
-  local ids, ierr = M.credentials(opts)
-  if not ids then return nil, "spawn " .. argv[1] .. ": " .. ierr, core.errno.EINVAL end
-  copts.uid, copts.gid, copts.groups = ids.uid, ids.gid, ids.groups
-  local plumb = { close = {}, pipes = {} }
-  local fds, err, errno = {}
-  local streams = { opts.stdin, opts.stdout, opts.stderr }
-  for childfd = 0, 2 do
-    local spec = streams[childfd + 1]
-    if childfd == 2 and spec == "stdout" then
-      fds[2] = fds[1] or 1
-    else
-      fds[childfd], err, errno = stream_fd(spec, childfd, plumb)
-      if err then
-        close_all(plumb.close)
-        for _, fd in pairs(plumb.pipes) do core.close(fd) end
-        return nil, err, errno
-      end
-    end
-  end
-  for childfd, spec in pairs(opts.fds or {}) do
-    fds[childfd] = io.type(spec) == "file" and core.fileno(spec) or spec
-  end
-  copts.fds = fds
-  local pid, pidfd_or_err, e = core.spawn(copts)
   close_all(plumb.close)
   if not pid then
     for _, fd in pairs(plumb.pipes) do core.close(fd) end
     return nil, pidfd_or_err, e
   end
-  owed_by_pid[pid] = nil
-  local p = setmetatable({ pid = pid, argv = argv, started = core.now() }, Process)
+  local p = new_process(pid, argv)
   if opts.pidfd then p.pidfd = pidfd_or_err end
   if opts.setsid or opts.pgid == 0 then
     p.pgid = pid
   elseif opts.pgid then
     p.pgid = opts.pgid
   end
-  local modes = { [0] = "w", "r", "r" }
-  local names = { [0] = "stdin", "stdout", "stderr" }
   for childfd, fd in pairs(plumb.pipes) do
-    p[names[childfd]] = assert(core.fdopen(fd, modes[childfd]))
+    p[STREAM_NAMES[childfd]] = assert(core.fdopen(fd, PIPE_MODES[childfd]))
   end
-  registry[pid] = p
   return p
 end
 
@@ -388,122 +400,11 @@ function Process:__tostring()
     self.status and self.status.how or "running")
 end
 
----------------------------------------------------------------------------------------
--- run: spawn, feed input, capture output, honour a timeout
-
-local RUN_KEYS = { input = true, timeout = true, check = true, grace = true }
-for k in pairs(SPAWN_KEYS) do RUN_KEYS[k] = true end
-
-local function describe_failure(argv, res)
-  local how = res.timed_out and "timed out" or status.describe(res.status)
-  local tail = (res.stderr or ""):sub(-500):gsub("%s+$", "")
-  return string.format("run: '%s' %s%s", table.concat(argv, " "), how,
-    tail ~= "" and (": " .. tail) or "")
-end
-
 --- run{ "prog", ..., input=, timeout=, check=, grace=, spawn options }
 --- -> {status=, stdout=, stderr=, timed_out=, duration=} | nil, msg, errno
+--- (lprocess.run, loaded on first use; a tail call keeps error levels the caller's)
 function M.run(opts)
-  if type(opts) ~= "table" then error("run: expected a table", 2) end
-  check_keys(opts, RUN_KEYS, "run")
-  local sopts = {}
-  for k, v in pairs(opts) do
-    if not (k == "input" or k == "timeout" or k == "check" or k == "grace") then sopts[k] = v end
-  end
-  sopts.stdin = opts.stdin or (opts.input and "pipe" or "null")
-  sopts.stdout = opts.stdout or "pipe"
-  sopts.stderr = opts.stderr or "pipe"
-  if sopts.pgid == nil and not sopts.setsid then sopts.pgid = 0 end
-  sopts.pidfd = true
-  local p, err, errno = M.spawn(sopts)
-  if not p then return nil, err, errno end
-  local t0 = p.started
-  local out = { stdout = {}, stderr = {} }
-  local fdname = {}
-  for _, name in ipairs { "stdout", "stderr" } do
-    if p[name] then
-      local fd = core.fileno(p[name])
-      core.setnonblock(fd, true)
-      fdname[fd] = name
-    end
-  end
-  local input, inpos, infd = opts.input, 1, nil
-  if p.stdin then
-    infd = core.fileno(p.stdin)
-    core.setnonblock(infd, true)
-    if not input or #input == 0 then p.stdin:close(); p.stdin = nil; infd = nil end
-  end
-  local deadline = opts.timeout and (t0 + opts.timeout)
-  local kill_at, timed_out, st = nil, false, nil
-  local group = p.pgid or { pid = p.pid }
-
-  local function drain(fd)
-    while true do
-      local data = core.read(fd, 65536)
-      if data == false then return true end       -- nothing more for now
-      if not data or data == "" then return false end  -- EOF (or error)
-      local buf = out[fdname[fd]]
-      buf[#buf + 1] = data
-    end
-  end
-
-  while true do
-    local set = {}
-    for fd in pairs(fdname) do set[fd] = "r" end
-    if infd then set[infd] = "w" end
-    if not st then set[p.pidfd] = "r" end
-    if not next(set) then break end
-    local now = core.now()
-    local until_t = kill_at or deadline
-    local ready = core.poll(set, until_t and math.max(0, until_t - now) or nil)
-    for fd, ev in pairs(ready) do
-      if fd == infd then
-        -- A child that exits without reading its input must not kill us with SIGPIPE:
-        -- ignore it for this write (EPIPE then ends the input) if nobody handles it.
-        local pipe_dfl = core.sigaction("PIPE") == "default"
-        if pipe_dfl then core.sigaction("PIPE", "ignore") end
-        local n = core.write(fd, input, inpos)
-        if pipe_dfl then core.sigaction("PIPE", "default") end
-        if n == nil or (n and inpos + n > #input) then
-          p.stdin:close(); p.stdin = nil; infd = nil
-        elseif n then
-          inpos = inpos + n
-        end
-      elseif fd == p.pidfd then
-        st = p:poll() or nil
-      elseif fdname[fd] and ev:find("[rh]") and not drain(fd) then
-        fdname[fd] = nil
-      end
-    end
-    if st then
-      -- The child is gone: take what its pipes hold, but do not wait for EOF that a
-      -- lingering grandchild could keep from ever coming.
-      for fd in pairs(fdname) do drain(fd) end
-      break
-    end
-    now = core.now()
-    if deadline and not timed_out and now >= deadline then
-      timed_out = true
-      stop.signal(group, "TERM")
-      kill_at = now + (opts.grace or 1)
-    elseif kill_at and now >= kill_at then
-      stop.signal(group, "KILL")
-      kill_at = nil
-      deadline = nil
-    end
-  end
-  if not st then st = p:wait() end
-  if timed_out and p.pgid then stop.signal(p.pgid, "KILL") end  -- leftovers of the group
-  p:close_pipes()
-  local res = {
-    status = st, timed_out = timed_out, duration = core.now() - t0,
-    stdout = opts.stdout == nil and table.concat(out.stdout) or nil,
-    stderr = opts.stderr == nil and table.concat(out.stderr) or nil,
-  }
-  if opts.check and (timed_out or not status.ok(st)) then
-    error(describe_failure(p.argv, res), 2)
-  end
-  return res
+  return require("lprocess.run")(opts)
 end
 
 --- ensure_stdio() -> the fds among 0, 1, 2 that were closed and now read and write
