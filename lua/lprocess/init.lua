@@ -165,7 +165,7 @@ local function plumb_streams(opts)
       fds[childfd] = fd
       if err then
         close_all(plumb.close)
-        for _, fd in pairs(plumb.pipes) do core.close(fd) end
+        for _, pipe in pairs(plumb.pipes) do core.close(pipe) end
         return nil, err, errno
       end
     end
