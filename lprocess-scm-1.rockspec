@@ -38,6 +38,7 @@ build = {
     ["lprocess.guard"] = "lua/lprocess/guard.lua",
     ["lprocess.restart"] = "lua/lprocess/restart.lua",
     ["lprocess.daemon"] = "lua/lprocess/daemon.lua",
+    ["lprocess.pidfile"] = "lua/lprocess/pidfile.lua",
     ["lrun.cli"] = "lua/lrun/cli.lua",
     ["lrun.app"] = "lua/lrun/app.lua",
     ["lrun.scheduler"] = "lua/lrun/scheduler/init.lua",

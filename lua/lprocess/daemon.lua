@@ -21,23 +21,7 @@
 -- /dev/null, stdout/stderr to /dev/null or the given logs (appended), and every
 -- descriptor inherited from outside closed (see keep_fds).
 --
--- The pidfile protocol ("stale" means "nobody holds the lock", never "pid not alive":
--- pids get reused):
--- * A daemon writes its pid into a fresh file of its own (PIDFILE.tmp.PID), takes an
---   exclusive flock on it, and only then makes it appear at PIDFILE in one step:
---   a rename that refuses to replace anything (renameat2 RENAME_NOREPLACE) when no
---   pidfile exists, a plain rename over a stale one. So whenever the file at
---   PIDFILE is locked, it already holds the whole pid of the process holding the lock,
---   and the lock lasts the daemon's life (the descriptor is close-on-exec: no job
---   inherits it).
--- * Everyone else only ever takes a shared flock, and only to test: a reader never
---   makes a live pidfile look stale, nor a stale one look live, to anyone.
--- * Two daemons replacing the same stale file are serialised by a byte-range lock on
---   that file (independent of flock); each checks, holding it, that the stale file is
---   still the one at PIDFILE. A live pidfile is never written, renamed or removed.
--- * The owner removes the pidfile at clean exit, while still holding the lock, and
---   only when the file at PIDFILE is still its own.
--- * The pidfile is never opened through a symbolic link, and must be a regular file.
+-- The pidfile is lprocess.pidfile's (its header has the protocol).
 --
 -- Caveats
 -- * Descriptors that are not close-on-exec are taken as inherited from whoever
@@ -49,23 +33,17 @@
 -- * d:cleanup() also runs from a finalizer when the Lua state is closed
 --   (os.exit(code, true), or the end of a script); os.exit(code) alone skips it.
 local core = require "lprocess.core"
+local pidfiles = require "lprocess.pidfile"
 
 local M = {}
 
-local E = core.errno
 local DAEMONIZE_KEYS = {
   pidfile = true, umask = true, chdir = true, stdout = true, stderr = true,
   keep_fds = true, progname = true,
 }
-
----------------------------------------------------------------------------------------
--- paths
-
-local function absolute(path, cwd)
-  if path:sub(1, 1) == "/" then return path end
-  path = path:gsub("^%./", "")
-  return (cwd == "/" and "" or cwd) .. "/" .. path
-end
+local absolute, same_file = pidfiles.absolute, pidfiles.same_file
+local check_dir, holder, acquire = pidfiles.check_dir, pidfiles.holder, pidfiles.acquire
+M.status, M.stop = pidfiles.status, pidfiles.stop
 
 -- package.path/cpath with every relative template made absolute.
 local function absolute_templates(paths, cwd)
@@ -76,36 +54,6 @@ local function absolute_templates(paths, cwd)
   return table.concat(out, ";")
 end
 
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  if d == "" then return "/" end
-  return d
-end
-
--- The pidfile's directory must exist: say so plainly, not "No such file" about a
--- file the user may think we were to create.
-local function check_dir(pidfile)
-  local dir = dirname(pidfile)
-  local st, _, errno = core.stat(dir)
-  if not st then
-    if errno == E.ENOENT then
-      return nil, string.format("pidfile directory %s does not exist", dir)
-    end
-    return nil, string.format("pidfile directory %s: %s", dir, core.strerror(errno))
-  end
-  if st.type ~= "directory" then
-    return nil, string.format("pidfile directory %s is not a directory", dir)
-  end
-  return true
-end
-
-local function open_error(path, errno, msg)
-  if errno == E.ELOOP then
-    return string.format("pidfile %s is a symbolic link; refusing to follow it", path)
-  end
-  return string.format("pidfile %s: %s", path, errno and core.strerror(errno) or msg)
-end
 
 local function parse_umask(v)
   if v == nil then return 18 end   -- 022
@@ -117,171 +65,6 @@ local function parse_umask(v)
   end
   error("daemonize: umask must be an integer 0-511 or an octal string like \"022\", got "
     .. tostring(v), 3)
-end
-
----------------------------------------------------------------------------------------
--- the pidfile
-
-local function read_pid(fd)
-  local s = core.read(fd, 64)
-  local n = type(s) == "string" and tonumber(s:match("^%s*(%d+)%s*$"))
-  if n and n > 0 and n < 2 ^ 31 then return math.tointeger(n) end
-  return nil
-end
-
--- Is the file open on fd still the one at path (not removed, not replaced)?
-local function same_file(fd, path)
-  local a = core.fstat(fd)
-  local b = core.lstat(path)
-  return a ~= nil and b ~= nil and a.dev == b.dev and a.ino == b.ino
-end
-
--- Open what is at path, never through a symlink and never hanging on a FIFO: to
--- look ("r"), or to replace or remove it ("rw": the replacers' lock is a write lock).
--- -> fd | nil, "absent" | nil, message
-local function open_existing(path, mode)
-  local fd, msg, errno = core.open(path, (mode or "r") .. "nf")
-  if not fd then
-    if errno == E.ENOENT then return nil, "absent" end
-    return nil, open_error(path, errno, msg)
-  end
-  local st = core.fstat(fd)
-  if not st or st.type ~= "file" then
-    core.close(fd)
-    return nil, string.format("pidfile %s is not a regular file", path)
-  end
-  return fd
-end
-
--- Who holds the pidfile? -> pid | nil, "not running" | nil, message.
--- Takes a shared lock only to test for the exclusive one, and drops it at once.
-local function holder(path)
-  for _ = 1, 50 do
-    local fd, why = open_existing(path)
-    if not fd then
-      if why == "absent" then return nil, "not running" end
-      return nil, why
-    end
-    local free, ferr = core.flock(fd, "sh", true)
-    if free == nil then
-      core.close(fd)
-      return nil, ferr
-    end
-    if free then
-      core.close(fd)
-      return nil, "not running"
-    end
-    local pid = read_pid(fd)
-    local same = same_file(fd, path)
-    core.close(fd)
-    if same then
-      if pid then return pid end
-      return nil, string.format("pidfile %s is locked but holds no pid", path)
-    end
-    -- removed or replaced since we opened it: look at what is there now
-  end
-  return nil, string.format("pidfile %s keeps changing", path)
-end
-
--- Make path our pidfile (see the protocol above). -> locked fd | nil, message
-local function acquire(path, pid)
-  local tmp = string.format("%s.tmp.%d", path, pid)
-  local fd, msg, errno = core.open(tmp, "wcxf", 420)
-  if not fd and errno == E.EEXIST then
-    -- left by a crashed earlier holder of our pid number: it is nobody's now
-    core.unlink(tmp)
-    fd, msg, errno = core.open(tmp, "wcxf", 420)
-  end
-  if not fd then return nil, open_error(tmp, errno, msg) end
-  local function give_up(why)
-    core.close(fd)
-    core.unlink(tmp)
-    return nil, why
-  end
-  local content = pid .. "\n"
-  local n, werr = core.write(fd, content)
-  if n ~= #content then return give_up("pidfile " .. tmp .. ": " .. tostring(werr or "short write")) end
-  assert(core.flock(fd, "ex", true))   -- a file nobody else has opened yet
-
-  for _ = 1, 50 do
-    local ok, lerr, lerrno = core.rename(tmp, path, true)
-    if ok then return fd end
-    if lerrno ~= E.EEXIST then return give_up(lerr) end
-    local cur, why = open_existing(path, "rw")
-    if not cur then
-      if why ~= "absent" then return give_up(why) end
-      -- removed meanwhile: try again
-    else
-      local free, ferr = core.flock(cur, "sh", true)
-      if free == nil then
-        core.close(cur)
-        return give_up(ferr)
-      end
-      if not free then
-        local other = read_pid(cur)
-        local same = same_file(cur, path)
-        core.close(cur)
-        -- (not the same file: its daemon removed it on the way out; look again)
-        if same and other then return give_up(string.format("already running (pid %d)", other)) end
-        if same then return give_up(string.format("pidfile %s is locked but holds no pid", path)) end
-      else
-        -- stale: replace it, one replacer at a time
-        local locked, oerr = core.ofdlock(cur, "w", true)
-        if not locked then
-          core.close(cur)
-          return give_up(oerr)
-        end
-        if same_file(cur, path) then
-          local renamed, rerr = core.rename(tmp, path)
-          core.close(cur)
-          if not renamed then return give_up("pidfile " .. rerr) end
-          return fd
-        end
-        core.close(cur)   -- replaced or removed by someone else meanwhile: look again
-      end
-    end
-  end
-  return give_up(string.format("pidfile %s keeps changing", path))
-end
-
---- status(pidfile) -> pid of the daemon holding it | nil, "not running" | nil, message
-function M.status(pidfile)
-  if type(pidfile) ~= "string" then error("status: pidfile must be a string", 2) end
-  return holder(absolute(pidfile, core.getcwd()))
-end
-
---- stop(pidfile[, timeout]) -> true once the daemon has exited | nil, message.
---- SIGTERM, then waits on a pidfd (no polling) at most `timeout` seconds (nil: until
---- it is gone). Stopping what is not running is an error ("not running").
-function M.stop(pidfile, timeout)
-  if type(pidfile) ~= "string" then error("stop: pidfile must be a string", 2) end
-  local path = absolute(pidfile, core.getcwd())
-  for _ = 1, 10 do
-    local pid, why = holder(path)
-    if not pid then return nil, why end
-    local pfd, perr, perrno = core.pidfd_open(pid)
-    if not pfd then
-      if perrno ~= E.ESRCH then return nil, perr end
-      -- gone between the two looks; the next look says whether another took over
-    elseif holder(path) ~= pid then
-      -- The pid we read may have been reused between reading it and opening the
-      -- pidfd: only signal it while the locked pidfile still names it.
-      core.close(pfd)
-    else
-      local sent, serr, serrno = core.pidfd_send_signal(pfd, "TERM")
-      if not sent and serrno ~= E.ESRCH then
-        core.close(pfd)
-        return nil, serr
-      end
-      local ready = core.poll({ [pfd] = "r" }, timeout or -1)
-      core.close(pfd)
-      if not ready[pfd] then
-        return nil, string.format("still running after %gs (pid %d)", timeout, pid)
-      end
-      return true
-    end
-  end
-  return nil, "pidfile " .. path .. " keeps changing"
 end
 
 ---------------------------------------------------------------------------------------
@@ -416,30 +199,6 @@ local function close_inherited(keep)
     end
   end
 end
-
--- Remove the pidfile a daemon left when it died before it was ready -- only if it is
--- still that daemon's (stale, holding its pid), and under the replacers' lock, so that
--- a daemon starting meanwhile is never touched.
-local function remove_dead(path, pid)
-  -- It closed our pipe on its way out; its lock goes when it is fully gone.
-  local pfd = core.pidfd_open(pid)
-  if pfd then
-    local gone = next(core.poll({ [pfd] = "r" }, 5)) ~= nil
-    core.close(pfd)
-    if not gone then return end
-  end
-  local fd = open_existing(path, "rw")
-  if not fd then return end
-  if core.flock(fd, "sh", true) and core.ofdlock(fd, "w", true)
-      and read_pid(fd) == pid and same_file(fd, path) then
-    core.unlink(path)
-  end
-  core.close(fd)
-end
-
--- The launcher: wait for the daemon's word, then exit. Never returns.
--- The daemon says "P<pid>\n" once it owns the pidfile, then "R" (ready) or
--- "F<message>\0" (failed).
 local function launcher(rfd, child, progname, pidfile)
   core.wait(child)   -- the intermediate process exits right after its fork
   local buf = ""
@@ -457,7 +216,7 @@ local function launcher(rfd, child, progname, pidfile)
   local msg = body:match("^F([^\0]*)") or ""
   if msg == "" then
     msg = "the daemon exited before it was ready"
-    if dpid and pidfile then remove_dead(pidfile, math.tointeger(dpid)) end
+    if dpid and pidfile then pidfiles.remove_dead(pidfile, math.tointeger(dpid)) end
   end
   io.stderr:write(progname, ": ", msg, "\n")
   io.stderr:flush()
@@ -466,43 +225,86 @@ end
 
 --- daemonize{ pidfile=, umask=, chdir=, stdout=, stderr=, keep_fds=, progname= }
 --- -> handle (in the daemon) | nil, message (in the launcher, before any fork).
-function M.daemonize(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("daemonize: expected a table", 2) end
+-- Options checked and normalised -> { cwd, mask, dir, keep, pidfile } (raises on misuse)
+local function check_opts(opts)
+  if type(opts) ~= "table" then error("daemonize: expected a table", 3) end
   for k in pairs(opts) do
     if not DAEMONIZE_KEYS[k] then
-      error(string.format("daemonize: unknown option '%s'", tostring(k)), 2)
+      error(string.format("daemonize: unknown option '%s'", tostring(k)), 3)
     end
   end
+  for _, k in ipairs { "pidfile", "stdout", "stderr", "progname" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error("daemonize: " .. k .. " must be a string", 3)
+    end
+  end
+  local c = { cwd = assert(core.getcwd()), mask = parse_umask(opts.umask), keep = {} }
+  c.dir = opts.chdir
+  if c.dir == nil then c.dir = "/" end
+  if c.dir ~= false and type(c.dir) ~= "string" then
+    error("daemonize: chdir must be a path or false", 3)
+  end
+  for _, fd in ipairs(opts.keep_fds or {}) do c.keep[fd] = true end
+  c.pidfile = opts.pidfile and absolute(opts.pidfile, c.cwd)
+  return c
+end
+
+-- The intermediate process: a session of its own, without a terminal; then fork
+-- again so the daemon leads no session and can never acquire a terminal. Returns in
+-- the daemon only.
+local function detach(wfd)
+  local ok, err = core.setsid()
+  if ok then
+    local grandchild
+    grandchild, err = core.fork()
+    if grandchild and grandchild > 0 then core._exit(0) end
+    ok = grandchild ~= nil
+  end
+  if not ok then
+    tell(wfd, "F" .. tostring(err) .. "\0")
+    core._exit(1)
+  end
+end
+
+-- In the daemon: its directory, umask, pidfile, stdio and descriptors.
+local function settle(d, c)
+  local ok, err
+  if c.dir then
+    -- Modules required from now on must still be found after the chdir.
+    package.path = absolute_templates(package.path, c.cwd)
+    package.cpath = absolute_templates(package.cpath, c.cwd)
+    ok, err = core.chdir(absolute(c.dir, c.cwd))
+    if not ok then d:fail(err) end
+  end
+  core.umask(c.mask)
+  if c.pidfile then
+    local fd
+    fd, err = acquire(c.pidfile, d.pid)
+    if not fd then d:fail(err) end
+    d.lockfd = fd
+    tell(d.wfd, "P" .. d.pid .. "\n")
+  end
+  ok, err = d:_redirect(true)
+  if not ok then d:fail(err) end
+  c.keep[d.wfd] = true
+  close_inherited(c.keep)
+end
+
+function M.daemonize(opts)
+  local c = check_opts(opts or {})
   -- A launcher started with stdio closed: /dev/null there first, so that nothing of
   -- ours (the launcher pipe, the pidfile) takes fd 0..2.
   require("lprocess").ensure_stdio()
-  for _, k in ipairs { "pidfile", "stdout", "stderr", "progname" } do
-    if opts[k] ~= nil and type(opts[k]) ~= "string" then
-      error("daemonize: " .. k .. " must be a string", 2)
-    end
-  end
-  local cwd = assert(core.getcwd())
-  local mask = parse_umask(opts.umask)
-  local dir = opts.chdir
-  if dir == nil then dir = "/" end
-  if dir ~= false and type(dir) ~= "string" then
-    error("daemonize: chdir must be a path or false", 2)
-  end
-  local keep = {}
-  for _, fd in ipairs(opts.keep_fds or {}) do keep[fd] = true end
-  local pidfile = opts.pidfile and absolute(opts.pidfile, cwd)
   local d = setmetatable({
-    pidfile = pidfile,
-    stdout = opts.stdout and absolute(opts.stdout, cwd),
-    stderr = opts.stderr and absolute(opts.stderr, cwd),
+    pidfile = c.pidfile,
+    stdout = opts.stdout and absolute(opts.stdout, c.cwd),
+    stderr = opts.stderr and absolute(opts.stderr, c.cwd),
     progname = opts.progname or (arg and arg[0] and arg[0]:match("([^/]+)$")) or "daemon",
   }, Daemon)
-
-  if pidfile then
-    local ok, err = check_dir(pidfile)
+  if c.pidfile then
+    local ok, err = check_dir(c.pidfile)
     if not ok then return nil, err end
-    local pid, why = holder(pidfile)
+    local pid, why = holder(c.pidfile)
     if pid then return nil, string.format("already running (pid %d)", pid) end
     if why ~= "not running" then return nil, why end
   end
@@ -519,46 +321,12 @@ function M.daemonize(opts)
   end
   if child > 0 then
     core.close(wfd)
-    launcher(rfd, child, d.progname, pidfile)
+    launcher(rfd, child, d.progname, c.pidfile)
   end
-
-  -- The intermediate process: a session of its own, without a terminal; then fork
-  -- again so the daemon leads no session and can never acquire a terminal.
   core.close(rfd)
-  local ok, err = core.setsid()
-  if ok then
-    local grandchild
-    grandchild, err = core.fork()
-    if grandchild and grandchild > 0 then core._exit(0) end
-    ok = grandchild ~= nil
-  end
-  if not ok then
-    tell(wfd, "F" .. tostring(err) .. "\0")
-    core._exit(1)
-  end
-
-  -- The daemon.
-  d.pid = core.getpid()
-  d.wfd = wfd
-  if dir then
-    -- Modules required from now on must still be found after the chdir.
-    package.path = absolute_templates(package.path, cwd)
-    package.cpath = absolute_templates(package.cpath, cwd)
-    ok, err = core.chdir(absolute(dir, cwd))
-    if not ok then d:fail(err) end
-  end
-  core.umask(mask)
-  if pidfile then
-    local fd
-    fd, err = acquire(pidfile, d.pid)
-    if not fd then d:fail(err) end
-    d.lockfd = fd
-    tell(wfd, "P" .. d.pid .. "\n")
-  end
-  ok, err = d:_redirect(true)
-  if not ok then d:fail(err) end
-  keep[wfd] = true
-  close_inherited(keep)
+  detach(wfd)
+  d.pid, d.wfd = core.getpid(), wfd
+  settle(d, c)
   -- Clean exit by closing the Lua state also removes the pidfile. The handle is
   -- anchored here so that a caller dropping it cannot finalize it early.
   d._finalizer = setmetatable({}, { __gc = function() d:cleanup() end })
