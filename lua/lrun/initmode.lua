@@ -108,19 +108,107 @@ local function check_opts(opts)
   end
 end
 
---- main{ argv=, success_codes=, grace=, verbose= } -> exit code
+-- One run of init mode: CMD, what it leaves behind, and the stop in phases.
+local Init = {}
+Init.__index = Init
+
+function Init:say(fmt, ...)
+  if self.verbose then eprint(string.format(fmt, ...)) end
+end
+
+-- Reap what has ended; false once no child at all is left.
+function Init:any_children()
+  -- wait(-1, nohang): false = children exist, none ended; nil = none at all.
+  while true do
+    local st = lprocess.wait(-1, { nohang = true })
+    if st == false then return true end
+    if not st then return false end
+    self:say("reaped orphan %d (%s)", st.pid, status.describe(st))
+  end
+end
+
+-- `first`: the start of a phase (the whole group gets it); later calls only reach
+-- orphans that arrived since, and each gets SIGTERM once.
+function Init:signal_rest(sig, first)
+  if self.pid1 then
+    core.kill(-1, sig)
+    if sig == "TERM" then core.kill(-1, "CONT") end
+    return
+  end
+  if first or sig == "KILL" then stop.signal(self.child.pid, sig) end
+  for _, pid in ipairs(children(self.me)) do
+    if sig == "KILL" or not self.termed[pid] then
+      if sig == "TERM" then self.termed[pid] = true end
+      stop.signal({ pid = pid }, sig)
+    end
+  end
+end
+
+function Init:check_done()
+  if not self:any_children() then
+    self.done = true
+    return
+  end
+  -- Orphans keep arriving as their parents die: they get what the others got.
+  local phase = self.phase
+  if phase == "KILL" or (phase == "TERM" and not self.pid1) then self:signal_rest(phase) end
+end
+
+function Init:kill_phase(why)
+  if self.phase == "KILL" then return end
+  if self.hurry_timer then self.hurry_timer:cancel() end
+  self.phase = "KILL"
+  self:say("%s: killing what is left", why)
+  self:signal_rest("KILL", true)
+end
+
+function Init:begin_stop()
+  self.stopping = true
+  if self.tty then core.tcsetpgrp(self.tty, core.getpgid(0)) end   -- take the terminal back
+  if not self:any_children() then
+    self.done = true
+    return
+  end
+  self:say("stopping what CMD left behind (SIGTERM, then SIGKILL after %gs)", self.grace)
+  self.phase = "TERM"
+  self:signal_rest("TERM", true)
+  self.hurry_timer = self.loop:timer(self.grace, function()
+    self:kill_phase("grace period over")
+  end)
+end
+
+function Init:forward_signals()
+  local TERM, INT = core.signals.TERM, core.signals.INT
+  for _, sig in ipairs(M.forwarded()) do
+    self.loop:signal(sig, function(s)
+      if self.child and not self.status then
+        self:say("forwarding %s to %d", signame(s), self.child.pid)
+        core.kill(self.child.pid, s)
+      elseif self.stopping and (s == TERM or s == INT) then
+        self:kill_phase("got " .. signame(s))
+      end
+    end)
+  end
+end
+
+-- Descriptors lrun was given pass on to CMD (socket activation, a supervisor's
+-- pipes), as with tini: lrun's own are all close-on-exec. CMD is the terminal's
+-- foreground group from before its first instruction: handing the terminal over
+-- after spawn would race with CMD's first read of it.
+function Init:spawn(opts)
+  local spec = { pgid = 0, close_fds = false, pdeathsig = not self.pid1 and "KILL" or nil,
+    foreground = self.tty, sigmask = opts.sigmask, sigignore = opts.sigignore }
+  for i, a in ipairs(opts.argv) do spec[i] = a end
+  return lprocess.spawn(spec)
+end
+
+--- main{ argv=, success_codes=, grace=, verbose=, sigmask=, sigignore= } -> exit code
 function M.main(opts)
   check_opts(opts)
-  local grace = opts.grace or 5
-  local success = opts.success_codes or {}
-  local verbose = opts.verbose
-  local function say(fmt, ...)
-    if verbose then eprint(string.format(fmt, ...)) end
-  end
-
   local me = core.getpid()
-  local pid1 = me == 1
-  if not pid1 then
+  local self = setmetatable({ grace = opts.grace or 5, verbose = opts.verbose, me = me,
+    pid1 = me == 1, termed = {}, done = false }, Init)
+  if not self.pid1 then
     local ok, err = core.subreaper(true)
     if not ok then eprint("cannot become a child subreaper (" .. err .. "): orphans will not come to lrun") end
   end
@@ -128,118 +216,34 @@ function M.main(opts)
   -- (tcsetpgrp would otherwise stop us with SIGTTOU). CMD starts with the mask lrun
   -- was given (opts.sigmask), not this one.
   local old_mask = core.sigmask("block", { "TTOU", "TTIN" })
-  local tty = foreground_tty()
-  local loop = loopmod.new()
-
-  local child, child_status, stopping, phase, hurry_timer
-  local termed = {}     -- pid -> true: sent SIGTERM while stopping (once is enough)
-  local done = false
-
-  local function any_children()
-    -- wait(-1, nohang): false = children exist, none ended; nil = none at all.
-    while true do
-      local st = lprocess.wait(-1, { nohang = true })
-      if st == false then return true end
-      if not st then return false end
-      say("reaped orphan %d (%s)", st.pid, status.describe(st))
-    end
-  end
-
-  -- `first`: the start of a phase (the whole group gets it); later calls only reach
-  -- orphans that arrived since, and each gets SIGTERM once.
-  local function signal_rest(sig, first)
-    if pid1 then
-      core.kill(-1, sig)
-      if sig == "TERM" then core.kill(-1, "CONT") end
-      return
-    end
-    if first or sig == "KILL" then stop.signal(child.pid, sig) end
-    for _, pid in ipairs(children(me)) do
-      if sig == "KILL" or not termed[pid] then
-        core.kill(pid, sig)
-        if sig == "TERM" then
-          termed[pid] = true
-          core.kill(pid, "CONT")
-        end
-      end
-    end
-  end
-
-  local function check_done()
-    if not any_children() then
-      done = true
-      return
-    end
-    -- Orphans keep arriving as their parents die: they get what the others got.
-    if phase == "KILL" or (phase == "TERM" and not pid1) then signal_rest(phase) end
-  end
-
-  local function kill_phase(why)
-    if phase == "KILL" then return end
-    if hurry_timer then hurry_timer:cancel() end
-    phase = "KILL"
-    say("%s: killing what is left", why)
-    signal_rest("KILL", true)
-  end
-
-  local function begin_stop()
-    stopping = true
-    if tty then core.tcsetpgrp(tty, core.getpgid(0)) end   -- take the terminal back
-    if not any_children() then
-      done = true
-      return
-    end
-    say("stopping what CMD left behind (SIGTERM, then SIGKILL after %gs)", grace)
-    phase = "TERM"
-    signal_rest("TERM", true)
-    hurry_timer = loop:timer(grace, function() kill_phase("grace period over") end)
-  end
-
-  local TERM, INT = core.signals.TERM, core.signals.INT
-  for _, sig in ipairs(M.forwarded()) do
-    loop:signal(sig, function(s)
-      if child and not child_status then
-        say("forwarding %s to %d", signame(s), child.pid)
-        core.kill(child.pid, s)
-      elseif stopping and (s == TERM or s == INT) then
-        kill_phase("got " .. signame(s))
-      end
-    end)
-  end
-
-  -- Descriptors lrun was given pass on to CMD (socket activation, a supervisor's
-  -- pipes), as with tini: lrun's own are all close-on-exec.
-  -- As the terminal's foreground group from before CMD's first instruction: handing
-  -- the terminal over after spawn would race with CMD's first read of it.
-  local spec = { pgid = 0, close_fds = false, pdeathsig = not pid1 and "KILL" or nil,
-    foreground = tty, sigmask = opts.sigmask, sigignore = opts.sigignore }
-  for i, a in ipairs(opts.argv) do spec[i] = a end
-  local p, err, errno = lprocess.spawn(spec)
+  self.tty = foreground_tty()
+  self.loop = loopmod.new()
+  self:forward_signals()
+  local p, err, errno = self:spawn(opts)
   if not p then
-    if tty then core.tcsetpgrp(tty, core.getpgid(0)) end   -- the failed child had it
-    loop:close()
+    if self.tty then core.tcsetpgrp(self.tty, core.getpgid(0)) end   -- the failed child had it
+    self.loop:close()
     core.sigmask("set", old_mask)
     eprint(err)
     return errno == core.errno.ENOENT and 127 or 126
   end
-  child = p
-  say("started %d: %s", p.pid, table.concat(opts.argv, " "))
-
-  loop.on_orphan = function(st)
-    say("reaped orphan %d (%s)", st.pid, status.describe(st))
-    if stopping then check_done() end
+  self.child = p
+  self:say("started %d: %s", p.pid, table.concat(opts.argv, " "))
+  self.loop.on_orphan = function(st)
+    self:say("reaped orphan %d (%s)", st.pid, status.describe(st))
+    if self.stopping then self:check_done() end
   end
-  loop:child(p.pid, function(st)
-    child_status = st
-    say("%s ended: %s", opts.argv[1], status.describe(st))
-    begin_stop()
+  self.loop:child(p.pid, function(st)
+    self.status = st
+    self:say("%s ended: %s", opts.argv[1], status.describe(st))
+    self:begin_stop()
   end)
-  loop:run(function() return done end)
-  loop:close()
+  self.loop:run(function() return self.done end)
+  self.loop:close()
   core.sigmask("set", old_mask)
-
-  if child_status.how == "exit" and success[child_status.code] then return 0 end
-  return status.exit_code(child_status)
+  local st = self.status
+  if st.how == "exit" and (opts.success_codes or {})[st.code] then return 0 end
+  return status.exit_code(st)
 end
 
 return M
