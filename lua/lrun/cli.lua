@@ -67,34 +67,78 @@ local function usage_error(msg)
   return nil, msg .. "\nTry 'lrun --help' for more information."
 end
 
--- Parse argv into an options table and the positional words.
+-- "-j4" -> "-j", "4"; "-kq" -> sets k and q in o and returns nil; else a.
+-- -> name, inline value | nil (consumed) | nil, usage error
+local function short_cluster(a, o)
+  if not (a:match("^%-%a.") and not OPTIONS[a]) then return a end
+  local first = a:sub(1, 2)
+  if OPTIONS[first] and OPTIONS[first][2] then return first, a:sub(3) end
+  if not OPTIONS[first] then return a end
+  for c in a:sub(2):gmatch(".") do
+    if not OPTIONS["-" .. c] or OPTIONS["-" .. c][2] then
+      return nil, nil, "unknown option -" .. c .. " in " .. a
+    end
+  end
+  for c in a:sub(2):gmatch(".") do o[OPTIONS["-" .. c][1]] = true end
+  return nil
+end
+
+-- Store one option's value (-e collects exit codes) -> true | nil, usage error
+local function store(o, key, value)
+  if key ~= "success_code" then
+    o[key] = value
+    return true
+  end
+  local c = tonumber(value)
+  if not c or c ~= math.floor(c) or c < 0 or c > 255 then
+    return nil, "-e needs an exit code 0-255, got '" .. value .. "'"
+  end
+  o.success_codes[math.tointeger(c)] = true
+  return true
+end
+
+-- Values checked once every option is in -> o | nil, usage error
+local function check_values(o)
+  if o.jobs then
+    local j = math.tointeger(tonumber(o.jobs))
+    if not j or j < 1 then return nil, "--jobs needs a positive integer, got '" .. o.jobs .. "'" end
+    o.jobs = j
+  end
+  if o.grace then
+    local g = tonumber(o.grace)
+    if not g or g ~= g or g < 0 then return nil, "--grace needs seconds, got '" .. o.grace .. "'" end
+    o.grace = g
+  end
+  o.output = o.output or "prefix"
+  if o.output ~= "prefix" and o.output ~= "raw" and o.output ~= "group" then
+    return nil, "--output must be prefix, raw or group, got '" .. o.output .. "'"
+  end
+  o.color = o.color or "auto"
+  if o.color ~= "auto" and o.color ~= "always" and o.color ~= "never" then
+    return nil, "--color must be auto, always or never, got '" .. o.color .. "'"
+  end
+  if (o.status or o.stop or o.daemon) and not o.pidfile and not o.daemon then
+    return nil, (o.status and "--status" or "--stop") .. " needs --pidfile FILE"
+  end
+  return o
+end
+
+--- parse(argv) -> options table with `positional` words | nil, usage message
 function M.parse(argv)
   local o = { positional = {}, success_codes = {} }
   local i, n = 1, #argv
   while i <= n do
     local a = argv[i]
     if a == "--" then
-      for k = i + 1, n do o.positional[#o.positional + 1] = argv[k] end
+      table.move(argv, i + 1, n, #o.positional + 1, o.positional)
       o.dashdash = true
       break
     end
     local name, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    local err
     if not name then
-      name = a
-      if a:match("^%-%a.") and not OPTIONS[a] then   -- -j4, -kq
-        local first = a:sub(1, 2)
-        if OPTIONS[first] and OPTIONS[first][2] then
-          name, inline = first, a:sub(3)
-        elseif OPTIONS[first] then
-          for c in a:sub(2):gmatch(".") do
-            if not OPTIONS["-" .. c] or OPTIONS["-" .. c][2] then
-              return usage_error("unknown option -" .. c .. " in " .. a)
-            end
-          end
-          for c in a:sub(2):gmatch(".") do o[OPTIONS["-" .. c][1]] = true end
-          name = nil
-        end
-      end
+      name, inline, err = short_cluster(a, o)
+      if err then return usage_error(err) end
     end
     if name and name:sub(1, 1) == "-" and name ~= "-" then
       local spec = OPTIONS[name]
@@ -110,41 +154,15 @@ function M.parse(argv)
       elseif inline then
         return usage_error("option " .. name .. " takes no value")
       end
-      if spec[1] == "success_code" then
-        local c = tonumber(value)
-        if not c or c ~= math.floor(c) or c < 0 or c > 255 then
-          return usage_error("-e needs an exit code 0-255, got '" .. value .. "'")
-        end
-        o.success_codes[math.tointeger(c)] = true
-      else
-        o[spec[1]] = value
-      end
+      local ok, serr = store(o, spec[1], value)
+      if not ok then return usage_error(serr) end
     elseif name then
       o.positional[#o.positional + 1] = a
     end
     i = i + 1
   end
-  if o.jobs then
-    local j = math.tointeger(tonumber(o.jobs))
-    if not j or j < 1 then return usage_error("--jobs needs a positive integer, got '" .. o.jobs .. "'") end
-    o.jobs = j
-  end
-  if o.grace then
-    local g = tonumber(o.grace)
-    if not g or g < 0 then return usage_error("--grace needs seconds, got '" .. o.grace .. "'") end
-    o.grace = g
-  end
-  o.output = o.output or "prefix"
-  if o.output ~= "prefix" and o.output ~= "raw" and o.output ~= "group" then
-    return usage_error("--output must be prefix, raw or group, got '" .. o.output .. "'")
-  end
-  o.color = o.color or "auto"
-  if o.color ~= "auto" and o.color ~= "always" and o.color ~= "never" then
-    return usage_error("--color must be auto, always or never, got '" .. o.color .. "'")
-  end
-  if (o.status or o.stop or o.daemon) and not o.pidfile and not o.daemon then
-    return usage_error((o.status and "--status" or "--stop") .. " needs --pidfile FILE")
-  end
+  local ok, err = check_values(o)
+  if not ok then return usage_error(err) end
   return o
 end
 
