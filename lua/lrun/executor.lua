@@ -168,54 +168,48 @@ function Executor:forget(unit)
   self.envp[unit], self.copts[unit] = nil, nil
 end
 
-function Executor:start(unit, hooks)
-  local job = unit.job
-  local extra = hooks.spawn_opts or NO_EXTRA
-  local copts, err = self:_spawn_opts(unit, extra)
-  if not copts then return nil, err end
-  -- Descriptors we open for the child and close once it has them: at most 3.
-  local opened = {}
-  local fds = {}
-  if extra.fds then
-    for k, v in pairs(extra.fds) do fds[k] = v end
+-- The child's fds 0..2 (plus a probe's extra fds) -> fds, opened, readers | nil, err.
+-- `opened`: what we close once the child has it (at most 3); `readers`: our ends of
+-- the stdout and stderr pipes, [1] and [2].
+local function child_fds(job, extra)
+  local opened, fds, readers = {}, {}, {}
+  local function fail(err)
+    close_fds(opened, #opened)
+    for _, r in pairs(readers) do core.close(r) end
+    return nil, err
   end
-  local fd
-  fd, err = open_stream(job.stdin, true, opened)
-  if fd == false then return nil, err end
+  for k, v in pairs(extra.fds or NO_EXTRA) do fds[k] = v end
+  local fd, err = open_stream(job.stdin, true, opened)
+  if fd == false then return fail(err) end
   fds[0] = fd
-  local n = #opened
-  local r1, r2   -- our ends of the stdout and stderr pipes
   for i = 1, 2 do
     local spec = i == 1 and job.stdout or job.stderr
     if spec == "prefix" then
       local r, w = core.pipe(PIPE_OPTS)
-      if not r then
-        close_fds(opened, n)
-        if r1 then core.close(r1) end
-        return nil, w
-      end
-      n = n + 1
-      opened[n] = w
-      fds[i] = w
-      if i == 1 then r1 = r else r2 = r end
+      if not r then return fail(w) end
+      opened[#opened + 1] = w
+      fds[i], readers[i] = w, r
     else
       fd, err = open_stream(spec, false, opened)
-      if fd == false then
-        close_fds(opened, n)
-        if r1 then core.close(r1) end
-        return nil, err
-      end
-      n = #opened
+      if fd == false then return fail(err) end
       fds[i] = fd
     end
   end
+  return fds, opened, readers
+end
+
+function Executor:start(unit, hooks)
+  local extra = hooks.spawn_opts or NO_EXTRA
+  local copts, err = self:_spawn_opts(unit, extra)
+  if not copts then return nil, err end
+  local fds, opened, readers = child_fds(unit.job, extra)
+  if not fds then return nil, opened end
   copts.fds = fds
   local pid, serr, serrno = core.spawn(copts)
   copts.fds = nil
-  close_fds(opened, n)
+  close_fds(opened, #opened)
   if not pid then
-    if r1 then core.close(r1) end
-    if r2 then core.close(r2) end
+    for _, r in pairs(readers) do core.close(r) end
     return nil, serr, serrno
   end
   local h = {
@@ -225,8 +219,8 @@ function Executor:start(unit, hooks)
   self.handles[pid] = h
   self.groups[pid] = h
   if self.on_group then self.on_group(pid, true) end
-  if r1 then self:_watch_pipe(h, r1, "stdout") end
-  if r2 then self:_watch_pipe(h, r2, "stderr") end
+  if readers[1] then self:_watch_pipe(h, readers[1], "stdout") end
+  if readers[2] then self:_watch_pipe(h, readers[2], "stderr") end
   self.loop:child(pid, function(status) self:_exited(h, status) end)
   return h
 end
