@@ -24,6 +24,9 @@ WARN    += -Werror
 endif
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(LUA_INC) $(CFLAGS)
 LDFLAGS ?=
+# Bind every symbol at load time: lazy binding would run the dynamic linker inside
+# spawn's clone child on the first call of each libc function there.
+LINK_FLAGS = -Wl,-z,now -Wl,-z,relro
 
 SRC  = $(wildcard src/*.c)
 HDR  = $(wildcard src/*.h)
@@ -33,7 +36,8 @@ LIB  = $(OUT)/lprocess/core.so
 # lrun's own C module (its output hot loop): apart from the library, which knows no jobs
 LRUN_LIB = $(OUT)/lrun/text.so
 
-.PHONY: all test sanitize install uninstall demo bench lint clean bootstrap check-exports
+.PHONY: all test sanitize valgrind install uninstall demo bench lint clean bootstrap check-exports \
+        testprogs
 
 all: $(LIB) $(LRUN_LIB)
 
@@ -43,7 +47,7 @@ $(OUT)/obj/%.o: src/%.c $(HDR)
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJ)
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $(LINK_FLAGS) -o $@ $(OBJ)
 
 $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 	@mkdir -p $(dir $@)
@@ -51,7 +55,28 @@ $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 
 $(LRUN_LIB): $(OUT)/obj/lrun_text.o
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $(LINK_FLAGS) -o $@ $^
+
+# Programs the specs run (spec/support/*.c): a host of several lua_States in threads,
+# a seccomp wrapper that makes chosen syscalls fail with ENOSYS, and an LD_PRELOAD
+# shim that makes the Nth call of a libc function fail (fault injection).
+LUA_LIBS  ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+TEST_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(LUA_INC) -O2 -g
+TESTPROGS = $(OUT)/test/spawn-host $(OUT)/test/seccomp-enosys $(OUT)/test/faultshim.so
+
+testprogs: $(TESTPROGS)
+
+$(OUT)/test/spawn-host: spec/support/spawn_host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(LUA_LIBS) -lm -ldl
+
+$(OUT)/test/seccomp-enosys: spec/support/seccomp_enosys.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $<
+
+$(OUT)/test/faultshim.so: spec/support/faultshim.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -fPIC -shared -o $@ $< -ldl
 
 bootstrap:
 	@scripts/bootstrap
@@ -62,12 +87,12 @@ check-exports: $(LIB) $(LRUN_LIB)
 	if [ -n "$$bad" ]; then echo "exported symbols besides luaopen_*: $$bad"; exit 1; fi
 
 test: bootstrap
-	@$(MAKE) --no-print-directory all check-exports
+	@$(MAKE) --no-print-directory all check-exports testprogs
 	@scripts/run-specs $(BUSTED) $(SPEC)
 
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 sanitize: bootstrap
-	@$(MAKE) --no-print-directory OUT=build-san CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+	@$(MAKE) --no-print-directory OUT=build-san CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all testprogs
 	@mkdir -p build-san/bin
 	$(CC) -std=c11 $(SAN_FLAGS) $(LUA_INC) -o build-san/bin/lua5.4 scripts/sanitize/lua-host.c \
 	  $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) -lm

@@ -128,9 +128,9 @@ describe("lprocess.core", function()
           end)
 
           it("a descriptor in fds that cannot be mapped", function()
-            fails("EBADF", "^spawn true: dup2 to fd 5: Bad file descriptor$",
+            fails("EBADF", "^spawn true: dup2 fd 999 to fd 5: Bad file descriptor$",
               { argv = { "true" }, fds = { [5] = 999 } })
-            fails("EBADF", "^spawn true: dup2 to fd 7: Bad file descriptor$",
+            fails("EBADF", "^spawn true: dup2 fd 9999 to fd 7: Bad file descriptor$",
               { argv = { "true" }, fds = { [7] = 9999 } })
           end)
 
