@@ -2,6 +2,7 @@
 #   make            build build/lprocess/core.so
 #   make test       bootstrap packages, build, run the busted specs
 #   make sanitize   the same specs against an ASan+UBSan build
+#   make valgrind   the core specs under valgrind --error-exitcode=1
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make demo       run examples/demo.lua through lrun
 #   make bench      benchmarks against peers (QUICK=1 for the short CI run)
@@ -24,6 +25,9 @@ WARN    += -Werror
 endif
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(LUA_INC) $(CFLAGS)
 LDFLAGS ?=
+# Bind every symbol at load time: lazy binding would run the dynamic linker inside
+# spawn's clone child on the first call of each libc function there.
+LINK_FLAGS = -Wl,-z,now -Wl,-z,relro
 
 SRC  = $(wildcard src/*.c)
 HDR  = $(wildcard src/*.h)
@@ -36,7 +40,8 @@ LRUN_LIB = $(OUT)/lrun/text.so
 LRUN_BIN = $(OUT)/bin/lrun
 LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
-.PHONY: all test sanitize install uninstall demo bench lint clean bootstrap check-exports
+.PHONY: all test sanitize valgrind install uninstall demo bench lint clean bootstrap check-exports \
+        testprogs
 
 all: $(LIB) $(LRUN_LIB) $(LRUN_BIN)
 
@@ -46,7 +51,7 @@ $(OUT)/obj/%.o: src/%.c $(HDR)
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJ)
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $(LINK_FLAGS) -o $@ $(OBJ)
 
 $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 	@mkdir -p $(dir $@)
@@ -54,7 +59,28 @@ $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 
 $(LRUN_LIB): $(OUT)/obj/lrun_text.o
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $(LINK_FLAGS) -o $@ $^
+
+# Programs the specs run (spec/support/*.c): a host of several lua_States in threads,
+# a seccomp wrapper that makes chosen syscalls fail with ENOSYS, and an LD_PRELOAD
+# shim that makes the Nth call of a libc function fail (fault injection).
+LUA_LIBS  ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+TEST_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(LUA_INC) -O2 -g
+TESTPROGS = $(OUT)/test/spawn-host $(OUT)/test/seccomp-enosys $(OUT)/test/faultshim.so
+
+testprogs: $(TESTPROGS)
+
+$(OUT)/test/spawn-host: spec/support/spawn_host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(LUA_LIBS) -lm -ldl
+
+$(OUT)/test/seccomp-enosys: spec/support/seccomp_enosys.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $<
+
+$(OUT)/test/faultshim.so: spec/support/faultshim.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -fPIC -shared -o $@ $< -ldl
 
 $(LRUN_BIN): $(OUT)/obj/lrun_main.o
 	@mkdir -p $(dir $@)
@@ -69,16 +95,26 @@ check-exports: $(LIB) $(LRUN_LIB)
 	if [ -n "$$bad" ]; then echo "exported symbols besides luaopen_*: $$bad"; exit 1; fi
 
 test: bootstrap
-	@$(MAKE) --no-print-directory all check-exports
+	@$(MAKE) --no-print-directory all check-exports testprogs
 	@scripts/run-specs $(BUSTED) $(SPEC)
 
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 sanitize: bootstrap
-	@$(MAKE) --no-print-directory OUT=build-san CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
+	@$(MAKE) --no-print-directory OUT=build-san CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all testprogs
 	@mkdir -p build-san/bin
 	$(CC) -std=c11 $(SAN_FLAGS) $(LUA_INC) -o build-san/bin/lua5.4 scripts/sanitize/lua-host.c \
 	  $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) -lm
 	@LPROCESS_CPATH=build-san/?.so scripts/run-specs --sanitize $(BUSTED) $(SPEC)
+
+# The core specs with lua5.4 under valgrind (children not traced; spawn uses its fork
+# method there, as valgrind runs a CLONE_VM|CLONE_VFORK clone as a fork). Tests tagged
+# #novalgrind see valgrind's emulation instead of the kernel (no pidfd, its own signal
+# mask and nofile limit). spawn_spec is left out: the facade relies on pidfds.
+VALGRIND_SPECS ?= spec/core_spec.lua spec/hardening_spec.lua
+valgrind: bootstrap
+	@$(MAKE) --no-print-directory all testprogs
+	valgrind -q --error-exitcode=1 --trace-children=no $(LUA) $$(command -v $(BUSTED)) \
+	  --ignore-lua --exclude-tags=novalgrind $(VALGRIND_SPECS)
 
 lint: bootstrap
 	luacheck lua spec scripts/lrun bench examples

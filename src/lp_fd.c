@@ -5,9 +5,13 @@
  * Caveats
  * - Every descriptor made here is close-on-exec, except what dup2 makes: dup2 is how
  *   a descriptor is handed to a child, so its result is left inheritable.
+ * - closefrom and spawn's close_fds use close_range; without it (kernels before 5.11,
+ *   seccomp profiles of older container runtimes) lp_fds_from lists /proc/self/fd,
+ *   and only without /proc tries every number below the hard nofile limit.
  * - read/write return false (not an error) on EAGAIN, so nonblocking loops read well.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,15 +31,61 @@ static int checkfd(lua_State *L, int arg) {
   return (int)fd;
 }
 
+struct dirent64_raw { unsigned long long ino; long long off; unsigned short reclen;
+                     unsigned char type; char name[]; };
+
+LP_CHILD_SIDE static void fd_act(int fd, int close_them) {
+  if (close_them) close(fd);
+  else fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* The descriptors listed in /proc/self/fd (raw getdents64 into a stack buffer: no
+ * malloc, no opendir). 0 when the whole list was read. */
+LP_CHILD_SIDE static int fds_from_proc(int from, int close_them) {
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  _Alignas(8) char buf[2048];
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      const struct dirent64_raw *d = (const void *)(buf + off);
+      off += d->reclen;
+      long fd = 0;
+      const char *c = d->name;
+      if (!*c) continue;
+      for (; *c >= '0' && *c <= '9' && fd <= INT_MAX; c++) fd = fd * 10 + (*c - '0');
+      if (*c || fd < from || fd > INT_MAX || fd == dir) continue;   /* ".", ".." */
+      fd_act((int)fd, close_them);
+    }
+  }
+  close(dir);
+  return n == 0 ? 0 : -1;
+}
+
+LP_CHILD_SIDE void lp_fds_from(int from, int close_them) {
+  if (fds_from_proc(from, close_them) == 0) return;
+  /* No /proc: every number below the hard limit (the soft one may have been lowered
+   * under descriptors that stay open). */
+  struct rlimit rl;
+  long top = 1L << 20;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY)
+    top = rl.rlim_max > INT_MAX ? INT_MAX : (long)rl.rlim_max;
+  for (long fd = from; fd < top; fd++) fd_act((int)fd, close_them);
+}
+
 /* closefrom(n): close every descriptor >= n (a forked helper sheds what it inherited). */
 static int l_closefrom(lua_State *L) {
   int from = checkfd(L, 1);
-  if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0) {
-    long top = sysconf(_SC_OPEN_MAX);
-    for (long fd = from; fd < (top > 0 ? top : 65536); fd++) close((int)fd);
-  }
+  if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0) lp_fds_from(from, 1);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* A timeout in seconds: nil or negative waits forever; NaN is refused. */
+static double check_timeout(lua_State *L, int arg) {
+  double t = luaL_optnumber(L, arg, -1);
+  luaL_argcheck(L, t == t, arg, "NaN is no timeout");
+  return t;
 }
 
 static const char *const pipe_keys[] = {"nonblock", NULL};
@@ -247,7 +297,7 @@ static void push_ev(lua_State *L, unsigned ev) {
 /* poll({[fd]="r"|"w"|"rw"}, timeout_s) -> {[fd]=events} (empty on timeout) */
 static int l_poll(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  double timeout = luaL_optnumber(L, 2, -1);
+  double timeout = check_timeout(L, 2);
   int n = 0;
   lua_pushnil(L);
   while (lua_next(L, 1)) { n++; lua_pop(L, 1); }
@@ -321,7 +371,7 @@ static int ep_del(lua_State *L) { return ep_ctl(L, EPOLL_CTL_DEL, "del"); }
 /* :wait(timeout_s) -> {fd1, ev1, fd2, ev2, ...} */
 static int ep_wait(lua_State *L) {
   epoller *e = check_ep(L);
-  double timeout = luaL_optnumber(L, 2, -1);
+  double timeout = check_timeout(L, 2);
   double deadline = timeout < 0 ? -1 : lp_now() + timeout;
   struct epoll_event evs[128];
   int n;

@@ -4,6 +4,7 @@
  */
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,8 +13,41 @@
 
 #include "lprocess.h"
 
+/* A connect started on a new nonblocking socket: the fd (connected or in progress),
+ * or -1 with errno. */
+static int start_connect(const struct addrinfo *a) {
+  int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS && errno != EINTR) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* Has the connect in progress on fd failed within ms? (A refused connect to a local
+ * address is known at once.) On failure the fd is closed and errno set. */
+static int failed_within(int fd, int ms) {
+  struct pollfd p = { fd, POLLOUT, 0 };
+  if (LP_RETRY(poll(&p, 1, ms)) <= 0) return 0;   /* still in progress: keep it */
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (!err) return 0;
+  close(fd);
+  errno = err;
+  return 1;
+}
+
+#define TRY_NEXT_MS 50
+
 /* tcp_connect(host, port) -> fd with the connect in progress (poll it for "w", then
- * sockerror), or nil, msg, errno when it failed at once. */
+ * sockerror), or nil, msg, errno when it failed at once. Every address of host is
+ * tried in order ("localhost" may give ::1 before 127.0.0.1): one that fails at
+ * once, or within TRY_NEXT_MS, passes to the next; the last one is returned in
+ * progress. */
 static int l_tcp_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
@@ -31,18 +65,15 @@ static int l_tcp_connect(lua_State *L) {
     lua_pushinteger(L, EINVAL);
     return 3;
   }
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    freeaddrinfo(ai);
-    return lp_fail(L, errno, "socket");
+  int fd = -1, e = ECONNREFUSED;
+  for (const struct addrinfo *a = ai; a; a = a->ai_next) {
+    fd = start_connect(a);
+    if (fd >= 0 && (!a->ai_next || !failed_within(fd, TRY_NEXT_MS))) break;
+    e = errno;   /* read before freeaddrinfo, which may change it */
+    fd = -1;
   }
-  int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
   freeaddrinfo(ai);
-  if (r < 0 && errno != EINPROGRESS && errno != EINTR) {
-    int e = errno;
-    close(fd);
-    return lp_failf(L, e, "connect %s:%d", host, (int)port);
-  }
+  if (fd < 0) return lp_failf(L, e, "connect %s:%d", host, (int)port);
   lua_pushinteger(L, fd);
   return 1;
 }

@@ -29,11 +29,11 @@ static int l_getgid(lua_State *L) { return push_id(L, (long)getgid(), "getgid");
 static int l_setsid(lua_State *L) { return push_id(L, setsid(), "setsid"); }
 
 static int l_getpgid(lua_State *L) {
-  return push_id(L, getpgid((pid_t)luaL_optinteger(L, 1, 0)), "getpgid");
+  return push_id(L, getpgid(lp_optpid(L, 1, 0, 0)), "getpgid");
 }
 
 static int l_setpgid(lua_State *L) {
-  pid_t pid = (pid_t)luaL_optinteger(L, 1, 0), pgid = (pid_t)luaL_optinteger(L, 2, 0);
+  pid_t pid = lp_optpid(L, 1, 0, 0), pgid = lp_optpid(L, 2, 0, 0);
   return lp_result(L, setpgid(pid, pgid) == 0, "setpgid");
 }
 
@@ -56,7 +56,7 @@ static int l_pdeathsig(lua_State *L) {
 
 static int l_tcsetpgrp(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
-  return lp_result(L, tcsetpgrp(fd, (pid_t)luaL_checkinteger(L, 2)) == 0, "tcsetpgrp");
+  return lp_result(L, tcsetpgrp(fd, lp_checkpid(L, 2, 1)) == 0, "tcsetpgrp");
 }
 
 static int l_tcgetpgrp(lua_State *L) {
@@ -109,7 +109,9 @@ static int l_realtime(lua_State *L) {
 /* sleep(s): the whole duration, whatever signals arrive meanwhile. */
 static int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s == s, 1, "NaN is no duration");
   if (s <= 0) return 0;
+  if (s > 1e15) s = 1e15;   /* ~31 million years: keeps the time_t conversion defined */
   struct timespec until;
   clock_gettime(CLOCK_MONOTONIC, &until);
   double end = (double)until.tv_sec + (double)until.tv_nsec / 1e9 + s;

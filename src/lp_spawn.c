@@ -5,9 +5,12 @@
  * - spawn's default method is clone(CLONE_VM|CLONE_VFORK), as glibc's posix_spawn
  *   does: the child borrows the parent's memory until it execs, so it costs the same
  *   from a 1 GB heap as from an empty one. The child runs only async-signal-safe code,
- *   on a stack of its own, with every signal blocked until just before execve, and
- *   reports a failed step by writing into the request the suspended parent holds.
- *   method = "fork" uses fork() and a close-on-exec error pipe instead.
+ *   on a stack in spawn's own frame (the calling thread is suspended meanwhile, so
+ *   threads with their own lua_State can spawn at once), with every signal blocked
+ *   until just before execve, and reports a failed step by writing into the request
+ *   the suspended parent holds. method = "fork" uses fork() and a close-on-exec
+ *   error pipe instead; so does spawn under valgrind, which runs such a clone as a
+ *   fork.
  * - Between fork/clone and exec the child resets every caught or ignored signal to
  *   its default and clears its signal mask, whatever the parent had -- unless
  *   `sigignore` names signals to leave ignored and `sigmask` the mask to start with
@@ -19,12 +22,23 @@
  *   caller's descriptor, taken before the fds map is applied.
  * - close_fds (the default) marks every descriptor above 2 close-on-exec with
  *   close_range(CLOSE_RANGE_CLOEXEC) before the fds map is applied, so nothing but
- *   0, 1, 2 and what was asked for reaches the new program.
+ *   0, 1, 2 and what was asked for reaches the new program. Without close_range it
+ *   walks /proc/self/fd (lp_fds_from), whatever the nofile limit is now.
+ * - The fds map moves only a source that another mapping would overwrite; an
+ *   identity mapping ({[5] = 5}) just clears close-on-exec.
  * - PATH is searched in the child with one execve per directory (as execvp does,
- *   but without its /bin/sh fallback on ENOEXEC): PATH comes from `env` when given,
- *   else from the parent's environment.
- * - Credentials are changed with raw syscalls: glibc's setuid() would try to
- *   synchronise the parent's threads from a child that shares its memory.
+ *   but without its /bin/sh fallback on ENOEXEC): PATH comes from `env` when given
+ *   (its first PATH=, the one the child's getenv sees), else from the parent's
+ *   environment. An empty name is ENOENT, as for execvp.
+ * - env keys are checked: none empty, none with '=' or NUL (values neither). Every
+ *   argv and env string stays referenced on the Lua stack until exec, whatever
+ *   metamethods or finalizers run meanwhile.
+ * - Credentials are changed with raw syscalls (the 32-bit-id ones where both
+ *   exist): glibc's setuid() would try to synchronise the parent's threads from a
+ *   child that shares its memory. Ids are integers in [0, 2^32 - 2] (-1 would mean
+ *   "no change"); the child checks with getresuid/getresgid that the change took
+ *   (EPERM otherwise). Root dropping to a uid without `groups` sets the supplementary
+ *   groups to the target gid alone, instead of keeping root's.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -33,7 +47,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,8 +54,15 @@
 
 #include "lprocess.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/asan_interface.h>
+/* valgrind runs a CLONE_VM|CLONE_VFORK child as a fork: the child's report would
+ * not reach the parent. Under valgrind, spawn therefore uses the fork method. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
 #endif
 
 #ifndef CLONE_PIDFD
@@ -55,11 +75,13 @@
 extern char **environ;
 
 enum stage {
-  ST_NONE, ST_SETSID, ST_SETPGID, ST_TCSETPGRP, ST_FD, ST_RLIMIT, ST_SETGROUPS,
+  ST_NONE, ST_SETSID, ST_SETPGID, ST_TCSETPGRP, ST_FD_MOVE, ST_FD, ST_RLIMIT, ST_SETGROUPS,
   ST_SETGID, ST_SETUID, ST_PDEATHSIG, ST_CHDIR, ST_EXEC
 };
 
-struct fdmap { int child, parent; };
+/* child: the target; source: the caller's descriptor; parent: where the source is
+ * now (the child may move it out of the way). */
+struct fdmap { int child, source, parent; };
 struct limit { int res; struct rlimit rl; };
 
 /* What the child is to do, and (written by the child) what went wrong. */
@@ -91,12 +113,12 @@ struct report { int err, stage, arg; };
 
 /* ---- the child side: async-signal-safe only ---- */
 
-/* The clone(CLONE_VM) child runs on a stack of its own inside the parent's memory.
+/* The clone(CLONE_VM) child runs on a stack inside the parent's memory.
  * ASan's stack instrumentation would poison redzones for its frames in the shadow
  * memory it shares with the parent (never unpoisoned: the child execs or _exits), so
  * the next child trips over them, and __asan_handle_no_return does not know that
  * stack. The child-side code is therefore not instrumented (make sanitize). */
-#define CHILD_SIDE __attribute__((no_sanitize("address")))
+#define CHILD_SIDE LP_CHILD_SIDE
 
 static void child_fail(struct req *r, int stage, int arg) __attribute__((noreturn));
 CHILD_SIDE static void child_fail(struct req *r, int stage, int arg) {
@@ -113,35 +135,50 @@ CHILD_SIDE static void child_fail(struct req *r, int stage, int arg) {
 
 CHILD_SIDE static void child_cloexec_all(void) {
   if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
-  /* Kernels before 5.11: walk the descriptor table. */
-  struct rlimit rl;
-  long top = 65536;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-      && (long)rl.rlim_cur < top)
-    top = (long)rl.rlim_cur;
-  for (int fd = 3; fd < top; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  lp_fds_from(3, 0);
 }
 
-CHILD_SIDE static void child_fds(struct req *r) {
-  int top = 2;
+CHILD_SIDE static int is_target(const struct req *r, int fd) {
   for (int i = 0; i < r->nfds; i++)
-    if (r->fds[i].child > top) top = r->fds[i].child;
+    if (r->fds[i].child == fd) return 1;
+  return 0;
+}
+
+/* Would a dup2 of another mapping overwrite fd before its own mapping reads it? */
+CHILD_SIDE static int clobbered(const struct req *r, int fd) {
+  for (int i = 0; i < r->nfds; i++)
+    if (r->fds[i].child == fd && r->fds[i].source != fd) return 1;
+  return 0;
+}
+
+/* A close-on-exec copy of fd on a number no mapping targets. A copy that lands on a
+ * target on the way is left there: a later dup2 replaces it, or exec closes it. */
+CHILD_SIDE static int move_clear(const struct req *r, int fd) {
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  while (nfd >= 0 && is_target(r, nfd)) nfd = fcntl(fd, F_DUPFD_CLOEXEC, nfd + 1);
+  return nfd;
+}
+
+/* The fds map. Only a source that another mapping's target would overwrite is moved
+ * first; an identity mapping just clears close-on-exec. */
+CHILD_SIDE static void child_fds(struct req *r) {
   if (r->close_fds) child_cloexec_all();
-  /* Move every source (and the error pipe) above all targets first, so that no
-   * dup2 below can overwrite a descriptor another mapping still has to read. */
-  if (r->errpipe >= 0 && r->errpipe <= top) {
-    int nfd = fcntl(r->errpipe, F_DUPFD_CLOEXEC, top + 1);
-    if (nfd >= 0) r->errpipe = nfd;
+  if (r->errpipe >= 0 && is_target(r, r->errpipe)) {
+    int nfd = move_clear(r, r->errpipe);
+    if (nfd < 0) child_fail(r, ST_FD_MOVE, -1);
+    r->errpipe = nfd;
   }
   for (int i = 0; i < r->nfds; i++) {
-    if (r->fds[i].parent > top) continue;
-    int nfd = fcntl(r->fds[i].parent, F_DUPFD_CLOEXEC, top + 1);
-    if (nfd < 0) child_fail(r, ST_FD, r->fds[i].child);
+    if (!clobbered(r, r->fds[i].parent)) continue;
+    int nfd = move_clear(r, r->fds[i].parent);
+    if (nfd < 0) child_fail(r, ST_FD_MOVE, i);
     r->fds[i].parent = nfd;
   }
-  for (int i = 0; i < r->nfds; i++)
-    if (dup2(r->fds[i].parent, r->fds[i].child) < 0)
-      child_fail(r, ST_FD, r->fds[i].child);
+  for (int i = 0; i < r->nfds; i++) {
+    struct fdmap *m = &r->fds[i];
+    if (m->parent == m->child ? fcntl(m->child, F_SETFD, 0) < 0 : dup2(m->parent, m->child) < 0)
+      child_fail(r, ST_FD, i);
+  }
 }
 
 /* Every signal to its default, except those asked to stay ignored; then the mask
@@ -169,6 +206,10 @@ CHILD_SIDE static void child_signals(const struct req *r) {
 /* execve, searching PATH when the name has no slash. Returns with errno set. */
 CHILD_SIDE static void exec_search(const char *file, char *const argv[],
                                    char *const envp[], const char *path_env) {
+  if (!*file) {   /* as execvp: no PATH search for an empty name */
+    errno = ENOENT;
+    return;
+  }
   if (strchr(file, '/')) {
     execve(file, argv, envp);
     return;
@@ -200,6 +241,49 @@ CHILD_SIDE static void exec_search(const char *file, char *const argv[],
   errno = eacces ? EACCES : last;
 }
 
+/* The 32-bit-id syscalls where the plain ones take 16-bit ids (i386, armhf). */
+#ifdef SYS_setresuid32
+#define LP_SYS_SETRESUID SYS_setresuid32
+#define LP_SYS_SETRESGID SYS_setresgid32
+#define LP_SYS_GETRESUID SYS_getresuid32
+#define LP_SYS_GETRESGID SYS_getresgid32
+#define LP_SYS_SETGROUPS SYS_setgroups32
+#else
+#define LP_SYS_SETRESUID SYS_setresuid
+#define LP_SYS_SETRESGID SYS_setresgid
+#define LP_SYS_GETRESUID SYS_getresuid
+#define LP_SYS_GETRESGID SYS_getresgid
+#define LP_SYS_SETGROUPS SYS_setgroups
+#endif
+
+/* Are all three ids (real, effective, saved) id now? */
+CHILD_SIDE static int ids_are(long nr, unsigned id) {
+  unsigned a = ~0U, b = ~0U, c = ~0U;
+  if (syscall(nr, &a, &b, &c) < 0) return 0;
+  return a == id && b == id && c == id;
+}
+
+/* groups, then gid, then uid, each checked after the change: a drop that did not
+ * take (a seccomp filter returning 0, a 16-bit syscall) fails the spawn with EPERM. */
+CHILD_SIDE static void child_credentials(struct req *r) {
+  if (r->groups_set && syscall(LP_SYS_SETGROUPS, r->ngroups, r->groups) < 0)
+    child_fail(r, ST_SETGROUPS, 0);
+  if (r->gid_set) {
+    if (syscall(LP_SYS_SETRESGID, r->gid, r->gid, r->gid) < 0) child_fail(r, ST_SETGID, (int)r->gid);
+    if (!ids_are(LP_SYS_GETRESGID, r->gid)) {
+      errno = EPERM;
+      child_fail(r, ST_SETGID, (int)r->gid);
+    }
+  }
+  if (r->uid_set) {
+    if (syscall(LP_SYS_SETRESUID, r->uid, r->uid, r->uid) < 0) child_fail(r, ST_SETUID, (int)r->uid);
+    if (!ids_are(LP_SYS_GETRESUID, r->uid)) {
+      errno = EPERM;
+      child_fail(r, ST_SETUID, (int)r->uid);
+    }
+  }
+}
+
 CHILD_SIDE static int child_main(void *arg) {
   struct req *r = arg;
   if (r->setsid) {
@@ -219,12 +303,7 @@ CHILD_SIDE static int child_main(void *arg) {
     if (setrlimit(r->limits[i].res, &r->limits[i].rl) < 0)
       child_fail(r, ST_RLIMIT, i);
   if (r->umask_set) umask(r->mask);
-  if (r->groups_set && syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
-    child_fail(r, ST_SETGROUPS, 0);
-  if (r->gid_set && syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0)
-    child_fail(r, ST_SETGID, (int)r->gid);
-  if (r->uid_set && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
-    child_fail(r, ST_SETUID, (int)r->uid);
+  child_credentials(r);
   /* After the credential change, which clears the parent-death signal. */
   if (r->pdeathsig) {
     if (prctl(PR_SET_PDEATHSIG, r->pdeathsig) < 0) child_fail(r, ST_PDEATHSIG, 0);
@@ -238,35 +317,19 @@ CHILD_SIDE static int child_main(void *arg) {
 
 /* ---- the parent side ---- */
 
-/* Our pid, asked of the kernel once (glibc no longer caches it); a fork through
- * l_fork forgets it in the child. */
-static pid_t cached_pid;
-
-static pid_t self_pid(void) {
-  if (!cached_pid) cached_pid = getpid();
-  return cached_pid;
-}
-
-#define CHILD_STACK (64 * 1024)
-static char *child_stack;
+/* The child runs on a stack in this frame: the calling thread is suspended until the
+ * child execs or exits (CLONE_VFORK), as musl's posix_spawn does. Each thread, each
+ * lua_State, thus has its own; nothing is shared, nothing allocated. */
+#define CHILD_STACK (32 * 1024)
 
 static pid_t start_clone(struct req *r, int *pidfd) {
-  if (!child_stack) {
-    void *p = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED) return -1;
-    child_stack = p;
-  }
-#ifdef __SANITIZE_ADDRESS__
-  /* Libc interceptors the child calls check this stack's shadow: keep it clean. */
-  __asan_unpoison_memory_region(child_stack, CHILD_STACK);
-#endif
+  _Alignas(16) char stack[CHILD_STACK];
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
   int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
   if (pidfd) flags |= CLONE_PIDFD;
-  pid_t pid = clone(child_main, child_stack + CHILD_STACK, flags, r, pidfd);
+  pid_t pid = clone(child_main, stack + CHILD_STACK, flags, r, pidfd);
   int e = errno;
   sigprocmask(SIG_SETMASK, &old, NULL);
   errno = e;
@@ -319,7 +382,12 @@ static int push_child_error(lua_State *L, struct req *r) {
   case ST_CHDIR:
     return lp_failf(L, r->err, "spawn %s: chdir %s", r->file, r->cwd);
   case ST_FD:
-    return lp_failf(L, r->err, "spawn %s: dup2 to fd %d", r->file, r->arg);
+    return lp_failf(L, r->err, "spawn %s: dup2 fd %d to fd %d", r->file,
+                    r->fds[r->arg].source, r->fds[r->arg].child);
+  case ST_FD_MOVE:
+    if (r->arg < 0) return lp_failf(L, r->err, "spawn %s: moving the error pipe", r->file);
+    return lp_failf(L, r->err, "spawn %s: moving fd %d out of the way of the fds map",
+                    r->file, r->fds[r->arg].source);
   case ST_RLIMIT:
     rlimit_name_at(r, r->arg, what, sizeof what);
     return lp_failf(L, r->err, "spawn %s: setrlimit %s", r->file, what);
@@ -328,8 +396,8 @@ static int push_child_error(lua_State *L, struct req *r) {
   case ST_TCSETPGRP:
     return lp_failf(L, r->err, "spawn %s: tcsetpgrp %d", r->file, r->arg);
   case ST_SETGROUPS: return lp_failf(L, r->err, "spawn %s: setgroups", r->file);
-  case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %d", r->file, r->arg);
-  case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %d", r->file, r->arg);
+  case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %u", r->file, (unsigned)r->arg);
+  case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %u", r->file, (unsigned)r->arg);
   case ST_PDEATHSIG: return lp_failf(L, r->err, "spawn %s: prctl", r->file);
   default: return lp_failf(L, r->err, "spawn %s", r->file);
   }
@@ -344,26 +412,52 @@ static char *unconst(const char *s) {
   return u.m;
 }
 
+/* Every string given to exec stays referenced until the spawn is done: one that
+ * __index made, or that Lua code run meanwhile (a metamethod of another option, a
+ * finalizer) removed from its table, could otherwise be collected before exec. A
+ * short list leaves its values on the Lua stack (nothing allocated), a long one
+ * moves them into a table left on the stack. */
+#define KEEP_ON_STACK 64
+#define MAX_ENTRIES (1 << 20)  /* argv or env entries: far beyond what ARG_MAX allows */
+
+/* Returns the anchor table's index, or 0 when the n values will stay on the stack. */
+static int keep_open(lua_State *L, lua_Integer n, const char *what) {
+  if (n <= KEEP_ON_STACK) {
+    luaL_checkstack(L, (int)n + 8, what);
+    return 0;
+  }
+  lua_createtable(L, (int)n, 0);
+  return lua_gettop(L);
+}
+
+/* The value on top, entry i: left on the stack, or moved into the anchor table. */
+static void keep(lua_State *L, int anchor, lua_Integer i) {
+  if (anchor) lua_rawseti(L, anchor, i);
+}
+
 /* argv from the array at idx; strings only (the facade converts numbers). With buf
  * (ARGV_STACK slots on the caller's stack), a short argv is built there instead of in
- * a userdata: one allocation fewer per spawn. The strings stay anchored by the table.
- * A plain table is read raw; one with a metatable through __len/__index, as always. */
+ * a userdata: one allocation fewer per spawn. A plain table is read raw; one with a
+ * metatable through __len/__index, as always. NULL (E2BIG) for too many entries. */
 #define ARGV_STACK 32
 static char **check_argv_buf(lua_State *L, int idx, const char *what, char **buf) {
+  idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "%s: argv must be an array of strings", what);
   int raw = !lua_getmetatable(L, idx);
   if (!raw) lua_pop(L, 1);
   lua_Integer n = raw ? (lua_Integer)lua_rawlen(L, idx) : luaL_len(L, idx);
   if (n < 1) luaL_error(L, "%s: argv is empty", what);
+  if (n > MAX_ENTRIES) return NULL;
   char **argv = (buf && n < ARGV_STACK) ? buf
     : lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+  int anchor = keep_open(L, n, what);
   for (lua_Integer i = 1; i <= n; i++) {
     if ((raw ? lua_rawgeti(L, idx, i) : lua_geti(L, idx, i)) != LUA_TSTRING)
       luaL_error(L, "%s: argv[%d] must be a string, got %s", what, (int)i,
                  luaL_typename(L, -1));
-    argv[i - 1] = unconst(lua_tostring(L, -1));  /* anchored by the argv table */
-    lua_pop(L, 1);
+    argv[i - 1] = unconst(lua_tostring(L, -1));
+    keep(L, anchor, i);
   }
   argv[n] = NULL;
   return argv;
@@ -373,53 +467,85 @@ static char **check_argv(lua_State *L, int idx, const char *what) {
   return check_argv_buf(L, idx, what, NULL);
 }
 
-/* envp from an array {"K=V"} (its strings stay anchored by the table: no copy) or a
- * map {K=V} (the "K=V" strings made here are anchored in a table left on the stack
- * under the array). Sets *path to the env's PATH, if any. */
+/* A "K=V" entry of env: a key that is not empty and holds no '=', no NUL anywhere
+ * (the child would see a different key, or a truncated value). */
+static void check_kv(lua_State *L, const char *kv, size_t len) {
+  const char *eq = strchr(kv, '=');
+  if (!eq || eq == kv || strlen(kv) != len)
+    luaL_error(L, "env: bad entry '%s' (must be \"K=V\" with a key, no NUL)", kv);
+}
+
+static void check_key(lua_State *L, int k, int v) {
+  size_t klen, vlen = 0;
+  const char *key = lua_tolstring(L, k, &klen);
+  if (lua_type(L, v) == LUA_TSTRING) lua_tolstring(L, v, &vlen);
+  if (klen == 0 || strchr(key, '=') || strlen(key) != klen)
+    luaL_error(L, "env: bad key '%s' (empty, or with '=' or NUL)", key);
+  if (lua_type(L, v) == LUA_TSTRING && strlen(lua_tostring(L, v)) != vlen)
+    luaL_error(L, "env: value of '%s' holds a NUL", key);
+}
+
+/* Sets *path to the first PATH= of envp, the one the child's getenv sees. */
+static void note_path(const char *kv, const char **path) {
+  if (!*path && kv[0] == 'P' && strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
+}
+
+/* envp from an array {"K=V"} or a map {K=V} (whose "K=V" strings are made here), read
+ * raw. Every string stays referenced (see keep). Sets *path to the env's first PATH,
+ * if any. NULL (E2BIG) for too many entries. */
 static char **check_env(lua_State *L, int idx, const char **path) {
   idx = lua_absindex(L, idx);
-  lua_Integer n = luaL_len(L, idx);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
   int map = 0;
   lua_pushnil(L);
   if (lua_next(L, idx)) {   /* any key beyond the array part makes it a map */
     lua_pop(L, 2);
-    size_t count = 0;
+    lua_Integer count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) { count++; lua_pop(L, 1); }
-    map = count != (size_t)n;
-    if (map) n = (lua_Integer)count;
+    map = count != n;
+    if (map) n = count;
   }
+  if (n > MAX_ENTRIES) return NULL;
   char **envp = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
-  size_t i = 0;
+  int anchor = keep_open(L, n, "env");
+  lua_Integer i = 0;
   if (!map) {
     for (lua_Integer k = 1; k <= n; k++) {
       if (lua_rawgeti(L, idx, k) != LUA_TSTRING)
         luaL_error(L, "env: entries must be \"K=V\" strings");
-      const char *kv = lua_tostring(L, -1);
-      lua_pop(L, 1);
+      size_t len;
+      const char *kv = lua_tolstring(L, -1, &len);
+      check_kv(L, kv, len);
       envp[i++] = unconst(kv);
-      if (kv[0] == 'P' && strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
+      note_path(kv, path);
+      keep(L, anchor, i);
     }
     envp[i] = NULL;
     return envp;
   }
-  lua_createtable(L, (int)n, 0);
-  int anchor = lua_gettop(L);
+  if (!anchor) {   /* lua_next wants the key on top: the strings go to a table */
+    lua_createtable(L, (int)n, 0);
+    anchor = lua_gettop(L);
+  }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) == LUA_TSTRING) {
       if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
         luaL_error(L, "env: value of '%s' must be a string", lua_tostring(L, -2));
+      check_key(L, -2, -1);
       lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
     } else {
       if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "env: entries must be \"K=V\" strings");
+      size_t len;
+      check_kv(L, lua_tolstring(L, -1, &len), len);
       lua_pushvalue(L, -1);
     }
     const char *kv = lua_tostring(L, -1);
-    lua_rawseti(L, anchor, (lua_Integer)i + 1);
+    lua_rawseti(L, anchor, i + 1);
     lua_pop(L, 1);
     envp[i++] = unconst(kv);
-    if (strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
+    note_path(kv, path);
   }
   envp[i] = NULL;
   return envp;
@@ -441,9 +567,10 @@ static void check_fds(lua_State *L, int idx, struct req *r) {
     if (!lua_isinteger(L, -2) || !lua_isinteger(L, -1))
       luaL_error(L, "spawn: fds must map child fd numbers to parent fd numbers");
     lua_Integer c = lua_tointeger(L, -2), p = lua_tointeger(L, -1);
-    if (c < 0 || c > INT_MAX || p < 0 || p > INT_MAX) luaL_error(L, "spawn: bad fd in fds");
+    /* INT_MAX is no descriptor: the kernel's limit stays below it */
+    if (c < 0 || c >= INT_MAX || p < 0 || p >= INT_MAX) luaL_error(L, "spawn: bad fd in fds");
     r->fds[r->nfds].child = (int)c;
-    r->fds[r->nfds].parent = (int)p;
+    r->fds[r->nfds].source = r->fds[r->nfds].parent = (int)p;
     r->nfds++;
     lua_pop(L, 1);
   }
@@ -474,18 +601,32 @@ static void check_limits(lua_State *L, int idx, struct req *r) {
   }
 }
 
+/* A uid or gid: an integer in [0, 2^32 - 2]; -1 (2^32 - 1) means "no change" to
+ * setresuid and would leave the child root, and a larger value would truncate. */
+static unsigned check_id(lua_State *L, int idx, const char *what) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, idx, &isnum);
+  if (!isnum) luaL_error(L, "spawn: %s must be an integer", what);
+  if (v < 0 || v > (lua_Integer)0xfffffffe)
+    luaL_error(L, "spawn: %s out of range: %I", what, v);
+  return (unsigned)v;
+}
+
+#define MAX_GROUPS 65536   /* the kernel's NGROUPS_MAX */
+
 static void check_groups(lua_State *L, int idx, struct req *r) {
   lua_Integer n = luaL_len(L, idx);
+  if (n < 0 || n > MAX_GROUPS) luaL_error(L, "spawn: groups: more than %d entries", MAX_GROUPS);
   r->groups = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(gid_t), 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, idx, i);
-    if (!lua_isinteger(L, -1)) luaL_error(L, "spawn: groups must be integers");
-    r->groups[i - 1] = (gid_t)lua_tointeger(L, -1);
+    r->groups[i - 1] = (gid_t)check_id(L, -1, "groups entry");
     lua_pop(L, 1);
   }
   r->ngroups = (int)n;
   r->groups_set = 1;
 }
+
 
 static const char *const spawn_keys[] = {
   "argv", "path", "env", "cwd", "fds", "close_fds", "setsid", "pgid", "pdeathsig",
@@ -554,6 +695,28 @@ static const char *optstr(lua_State *L, int at, const char *k, const char *def) 
   return lua_tostring(L, at);
 }
 
+/* uid, gid, groups. Root dropping to a uid without `groups` would keep root's
+ * supplementary groups: they become the target gid alone. */
+static void check_credentials(lua_State *L, const int at[OPT_N], struct req *r) {
+  if (at[OPT_UID]) {
+    r->uid_set = 1;
+    r->uid = check_id(L, at[OPT_UID], "uid");
+  }
+  if (at[OPT_GID]) {
+    r->gid_set = 1;
+    r->gid = check_id(L, at[OPT_GID], "gid");
+  }
+  if (at[OPT_GROUPS]) {
+    if (lua_type(L, at[OPT_GROUPS]) != LUA_TTABLE) luaL_error(L, "spawn: groups must be a table");
+    check_groups(L, at[OPT_GROUPS], r);
+  } else if (r->uid_set && geteuid() == 0) {
+    r->groups = lua_newuserdatauv(L, sizeof(gid_t), 0);
+    r->groups[0] = r->gid_set ? r->gid : getegid();
+    r->ngroups = 1;
+    r->groups_set = 1;
+  }
+}
+
 /* foreground, sigmask and sigignore (after setsid and pgid, which foreground needs). */
 static void check_signals(lua_State *L, const int at[OPT_N], struct req *r) {
   sigemptyset(&r->sigmask);
@@ -578,9 +741,6 @@ static int l_spawn(lua_State *L) {
   memset(&r, 0, sizeof r);
   r.errpipe = r.foreground = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
-  /* The argument number a bad pdeathsig is reported as: the stack slot the value had
-   * when each option was fetched with lua_getfield, kept so messages do not change. */
-  int sigarg = lua_gettop(L) + 6;
   luaL_checkstack(L, OPT_N + 40, "spawn");
   int at[OPT_N] = {0};
   collect_opts(L, 1, lua_upvalueindex(1), at);
@@ -588,13 +748,13 @@ static int l_spawn(lua_State *L) {
   if (!at[OPT_ARGV]) return luaL_error(L, "spawn: argv must be an array of strings");
   char *argv_buf[ARGV_STACK];
   r.argv = check_argv_buf(L, at[OPT_ARGV], "spawn", argv_buf);
+  if (!r.argv) return lp_fail(L, E2BIG, "spawn: argv");
   r.file = optstr(L, at[OPT_PATH], "path", r.argv[0]);
   r.path_env = NULL;
   if (at[OPT_ENV]) {
     if (lua_type(L, at[OPT_ENV]) != LUA_TTABLE) return luaL_error(L, "spawn: env must be a table");
-    int top = lua_gettop(L);
     r.envp = check_env(L, at[OPT_ENV], &r.path_env);
-    sigarg += lua_gettop(L) - top;
+    if (!r.envp) return lp_fail(L, E2BIG, "spawn: env");
   } else {
     r.envp = environ;
   }
@@ -604,17 +764,21 @@ static int l_spawn(lua_State *L) {
   if (at[OPT_FDS]) {
     if (lua_type(L, at[OPT_FDS]) != LUA_TTABLE) return luaL_error(L, "spawn: fds must be a table");
     check_fds(L, at[OPT_FDS], &r);
-    sigarg++;
   }
   r.close_fds = optbool(L, at[OPT_CLOSE_FDS], 1);
   r.setsid = optbool(L, at[OPT_SETSID], 0);
   if (at[OPT_PGID]) {
     r.pgid_set = 1;
-    r.pgid = (pid_t)optint(L, at[OPT_PGID], "pgid");
+    lua_Integer pgid = optint(L, at[OPT_PGID], "pgid");
+    if (pgid < 0 || pgid > INT_MAX) return luaL_error(L, "spawn: pgid out of range");
+    r.pgid = (pid_t)pgid;
   }
   if (at[OPT_PDEATHSIG]) {
-    r.pdeathsig = lp_checksigarg(L, at[OPT_PDEATHSIG], sigarg);
-    r.parent = self_pid();
+    r.pdeathsig = lp_tosig(L, at[OPT_PDEATHSIG]);
+    if (r.pdeathsig <= 0)
+      return luaL_error(L, "spawn: pdeathsig: unknown signal '%s'",
+                        luaL_tolstring(L, at[OPT_PDEATHSIG], NULL));
+    r.parent = getpid();
   }
   if (at[OPT_UMASK]) {
     r.umask_set = 1;
@@ -625,25 +789,14 @@ static int l_spawn(lua_State *L) {
       return luaL_error(L, "spawn: limits must be a table");
     check_limits(L, at[OPT_LIMITS], &r);
   }
-  if (at[OPT_UID]) {
-    r.uid_set = 1;
-    r.uid = (uid_t)optint(L, at[OPT_UID], "uid");
-  }
-  if (at[OPT_GID]) {
-    r.gid_set = 1;
-    r.gid = (gid_t)optint(L, at[OPT_GID], "gid");
-  }
-  if (at[OPT_GROUPS]) {
-    if (lua_type(L, at[OPT_GROUPS]) != LUA_TTABLE)
-      return luaL_error(L, "spawn: groups must be a table");
-    check_groups(L, at[OPT_GROUPS], &r);
-  }
+  check_credentials(L, at, &r);
   check_signals(L, at, &r);
   int want_pidfd = optbool(L, at[OPT_PIDFD], 0);
   const char *method = optstr(L, at[OPT_METHOD], "method", "vfork");
   int use_fork = strcmp(method, "fork") == 0;
   if (!use_fork && strcmp(method, "vfork") != 0)
     return luaL_error(L, "spawn: method must be \"vfork\" or \"fork\"");
+  if (RUNNING_ON_VALGRIND) use_fork = 1;
 
   int pidfd = -1;
   pid_t pid;
@@ -674,7 +827,6 @@ static int l_spawn(lua_State *L) {
 static int l_fork(lua_State *L) {
   pid_t pid = fork();
   if (pid < 0) return lp_fail(L, errno, "fork");
-  if (pid == 0) cached_pid = 0;
   lua_pushinteger(L, pid);
   return 1;
 }
@@ -688,6 +840,7 @@ static int l_exec(lua_State *L) {
   char **envp = environ;
   const char *path = NULL;
   if (has_env) envp = check_env(L, 3, &path);
+  if (!argv || !envp) return lp_failf(L, E2BIG, "%s", file);
   exec_search(file, argv, envp, path ? path : default_path());
   return lp_failf(L, errno, "%s", file);
 }

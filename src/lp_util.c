@@ -136,6 +136,19 @@ void lp_pushsigset(lua_State *L, const sigset_t *set) {
     }
 }
 
+/* ---- pids ---- */
+
+pid_t lp_checkpid(lua_State *L, int arg, lua_Integer min) {
+  lua_Integer v = luaL_checkinteger(L, arg);
+  if (v < min || v > 2147483647)
+    luaL_argerror(L, arg, lua_pushfstring(L, "pid out of range: %I", v));
+  return (pid_t)v;
+}
+
+pid_t lp_optpid(lua_State *L, int arg, lua_Integer min, pid_t def) {
+  return lua_isnoneornil(L, arg) ? def : lp_checkpid(L, arg, min);
+}
+
 /* ---- option tables ---- */
 
 void lp_checkkeys(lua_State *L, int idx, const char *what, const char *const keys[]) {

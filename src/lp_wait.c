@@ -12,7 +12,7 @@ static const char *const wait_keys[] = {"nohang", "untraced", "continued", NULL}
 
 /* wait(pid [, {nohang=, untraced=, continued=}]) -> status | false | nil, msg, errno */
 static int l_wait(lua_State *L) {
-  pid_t pid = (pid_t)luaL_optinteger(L, 1, -1);
+  pid_t pid = lp_optpid(L, 1, -2147483647, -1);
   int flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -50,8 +50,9 @@ static int l_reap(lua_State *L) {
   return 1;
 }
 
+/* kill(pid, sig): pid 0, -1 or -pgid as kill(2) takes them, when given as such. */
 static int l_kill(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  pid_t pid = lp_checkpid(L, 1, -2147483647);
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lp_checksig(L, 2);
   if (kill(pid, sig) < 0) return lp_failf(L, errno, "kill %d", (int)pid);
   lua_pushboolean(L, 1);
@@ -59,16 +60,16 @@ static int l_kill(lua_State *L) {
 }
 
 static int l_killpg(lua_State *L) {
-  pid_t pgid = (pid_t)luaL_checkinteger(L, 1);
+  if (luaL_checkinteger(L, 1) <= 1) return luaL_argerror(L, 1, "process group must be > 1");
+  pid_t pgid = lp_checkpid(L, 1, 2);
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : lp_checksig(L, 2);
-  if (pgid <= 1) return luaL_argerror(L, 1, "process group must be > 1");
   if (killpg(pgid, sig) < 0) return lp_failf(L, errno, "killpg %d", (int)pgid);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int l_pidfd_open(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  pid_t pid = lp_checkpid(L, 1, 1);
   int fd = (int)syscall(SYS_pidfd_open, pid, 0);   /* always close-on-exec */
   if (fd < 0) return lp_failf(L, errno, "pidfd_open %d", (int)pid);
   lua_pushinteger(L, fd);

@@ -20,6 +20,14 @@
 #define LP_RETRY(expr) __extension__ ({ long lp_r_; do { lp_r_ = (long)(expr); } \
                           while (lp_r_ == -1 && errno == EINTR); lp_r_; })
 
+/* Code that runs in a spawned child between clone(CLONE_VM) and exec: not
+ * instrumented by ASan (see lp_spawn.c), async-signal-safe only. */
+#define LP_CHILD_SIDE __attribute__((no_sanitize("address")))
+
+/* Marks close-on-exec (or, with close_them, closes) every open descriptor >= from.
+ * Async-signal-safe: the fallback for kernels or seccomp profiles without close_range. */
+void lp_fds_from(int from, int close_them);
+
 /* Registration of each part of the module (called by luaopen_lprocess_core). */
 void lp_open_util(lua_State *L);
 void lp_open_spawn(lua_State *L);
@@ -44,6 +52,11 @@ int lp_tosig(lua_State *L, int idx);       /* -1 when not a valid signal */
 const char *lp_signame(int sig);           /* "TERM", or NULL if unknown */
 void lp_checksigset(lua_State *L, int idx, sigset_t *set);
 void lp_pushsigset(lua_State *L, const sigset_t *set);
+
+/* A pid (or a process group) argument: an integer in [min, INT_MAX], raised on
+ * otherwise, so that 2^32 - 1 never becomes -1 (every process) by truncation. */
+pid_t lp_checkpid(lua_State *L, int arg, lua_Integer min);
+pid_t lp_optpid(lua_State *L, int arg, lua_Integer min, pid_t def);
 
 /* Raise on keys of table idx that are not in the NULL-terminated list. */
 void lp_checkkeys(lua_State *L, int idx, const char *what, const char *const keys[]);
