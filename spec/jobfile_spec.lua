@@ -143,13 +143,14 @@ describe("lrun.jobfile", function()
         stdin = "null", stdout = "prefix", stderr = "prefix",
         kill_signal = "TERM", retries = 0, retry_delay = 0, restart = "no",
         backoff = { min = 0.5, max = 30, factor = 2 },
-        max_restarts = { count = 5, within = 10 }, instances = 1,
+        max_restarts = { count = 5, within = 10 }, instances = 1, executor = "local",
       }, spec.by_name.x)
       local s = spec.by_name.s
       assert.equal("service", s.kind)
       assert.equal("on-failure", s.restart)
       assert.same({ "sleep", "9" }, s.argv)
-      assert.same({ keep_going = false, exit_on_failure = false }, spec.settings)
+      assert.same({ keep_going = false, exit_on_failure = false, executor = "local" },
+        spec.settings)
     end)
   end)
 
@@ -582,7 +583,7 @@ describe("lrun.jobfile", function()
       local spec = assert(load_lua('settings { jobs = 2, keep_going = true, exit_on_failure = true,' ..
         ' grace = 1.5, log_dir = "logs" }\njob "a" { "true" }\n'))
       assert.same({ jobs = 2, keep_going = true, exit_on_failure = true, grace = 1.5,
-        log_dir = TMP .. "/logs" }, spec.settings)
+        log_dir = TMP .. "/logs", executor = "local" }, spec.settings)
     end)
 
     it("unknown policy names", function()
