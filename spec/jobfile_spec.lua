@@ -288,6 +288,12 @@ describe("lrun.jobfile", function()
         err_yaml("jobs:\n  a: {cmd: x}\n  b: [c\n"))
     end)
 
+    it("report a control character with its line, bad UTF-8 without libyaml's offset", function()
+      assert.equal("jobs.yaml:3: control characters are not allowed",
+        err_yaml('jobs:\n  a:\n    cmd: "\1"\n'))
+      assert.equal("jobs.yaml:1: invalid leading UTF-8 octet", err_yaml("jobs:\n  a: \255\n"))
+    end)
+
     it("reject a document that is not a mapping", function()
       assert.matches("^jobs%.yaml:1: the document must be a mapping", err_yaml("- a\n- b\n"))
     end)

@@ -91,9 +91,16 @@ function M.read(raw, text)
   if not okl then return nil, raw.base .. ": YAML job files need lyaml (Debian: lua-yaml)" end
   local line_of, keys_of = positions(text)
   if not line_of then
-    -- "did not find expected key at document: 1, line: 3, column: 5\nwhile ..."
+    -- "did not find expected key at document: 1, line: 3, column: 5\nwhile ...";
+    -- the reader's errors have no line ("control characters are not allowed at
+    -- document: 0"): look for the first such byte ourselves.
     local msg, l = keys_of:match("^(.-) at document: %d+, line: (%d+)")
-    return syntax_error(raw, msg or keys_of:gsub("\n.*", ""), l)
+    if not msg then
+      msg = keys_of:gsub("\n.*", ""):gsub(" at document: %d+$", "")
+      local at = msg:find("^control characters") and text:find("[%z\1-\8\11\12\14-\31\127]")
+      if at then l = select(2, text:sub(1, at):gsub("\n", "")) + 1 end
+    end
+    return syntax_error(raw, msg, l)
   end
   local ok, doc = pcall(lyaml.load, text)
   if not ok then
