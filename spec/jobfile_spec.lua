@@ -809,6 +809,11 @@ job "c" { "true", needs = "nope" }
       assert.equal("jobs.lua: 42", err_lua('error(42)\n'))
     end)
 
+    it("name the file's line when a require fails, never lrun's own", function()
+      assert.equal("jobs.lua:2: module 'no.such.module' not found:",
+        err_lua('job "a" { "true" }\nrequire "no.such.module"\n'))
+    end)
+
     it("stop a file that loops, even one that swallows errors, within the deadline", function()
       sandbox.TIMEOUT = 0.2
       assert.equal("jobs.lua: loading ran longer than 0.2 s (stopped at jobs.lua:2)",

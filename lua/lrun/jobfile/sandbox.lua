@@ -111,7 +111,12 @@ function M.env(dsl)
     safe_setmetatable
   env._G = env
   env.require = function(name)
-    return libs[name] or require(name)
+    local lib = libs[name]
+    if lib then return lib end
+    local ok, mod = pcall(require, name)
+    -- A failure names the file's line, and only the first line of require's list.
+    if not ok then error(D.error_text(mod):match("^[^\n]*"), 2) end
+    return mod
   end
   -- Chunks loaded by the file see its environment, and only as text (a malformed
   -- binary chunk can crash the interpreter).
