@@ -844,6 +844,15 @@ job "c" { "true", needs = "nope" }
       assert.equal(5, spec.by_name.a.timeout)
     end)
 
+    it("name the file, not lrun's line, for an __index loop; stop at a hole of a long list", function()
+      assert.equal("jobs.lua: reading the file's tables: '__index' chain too long; possible loop",
+        err_lua('local t = {} setmetatable(t, { __index = t })\n' ..
+          'job "a" (setmetatable({ "true" }, { __index = t }))\n'))
+      local _, errs = err_lua('job "a" { "true", needs = setmetatable({}, ' ..
+        '{ __len = function() return 1 << 62 end }) }\n')
+      assert.same({ 'jobs.lua:1: job "a": needs entries must be job names, got nil' }, errs)
+    end)
+
     it("a non-table settings in a returned table is an error, not a crash", function()
       assert.equal("jobs.lua: 'settings' must be a table, got number",
         err_lua('return { settings = 5, jobs = { a = { "true" } } }\n'))

@@ -90,6 +90,8 @@ function M.needs(c, v)
     else
       add_need(c, needs, seen, e)
     end
+    -- A hole ends the list: a __len of 2^62 must not make 2^62 errors.
+    if e == nil then break end
   end
   table.sort(keyed)
   for _, k in ipairs(keyed) do add_need(c, needs, seen, k, v[k]) end

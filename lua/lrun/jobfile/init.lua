@@ -65,6 +65,8 @@ local schema = require "lrun.jobfile.schema"
 local yaml_loader = require "lrun.jobfile.yaml_loader"
 
 local show, add_error = D.show, D.add_error
+-- The directory of lrun's own modules as error positions name it.
+local HERE = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$") or "\0"
 
 local M = {}
 
@@ -162,7 +164,12 @@ function M.load(path)
   if res[1] then return table.unpack(res, 2, res.n) end
   -- The file's code, or a metamethod of its tables, ran too long or raised.
   local msg = D.line(res[2])
-  if res[3] then
+  local data_error = msg:sub(1, #HERE) == HERE and msg:match("^[^:]*:%d+: (.*)$")
+  if data_error and (data_error:find("chain too long") or data_error:find("stack overflow")
+      or data_error:find("not enough memory")) then
+    -- Raised while we read the file's tables (an __index loop): not our line to give.
+    msg = ("%s: reading the file's tables: %s"):format(raw.base, data_error)
+  elseif res[3] then
     msg = ("%s: loading %s (stopped at %s)"):format(raw.base, msg, res[3])
   elseif msg:sub(1, #raw.base + 1) ~= raw.base .. ":" then
     msg = raw.base .. ": " .. msg
