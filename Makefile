@@ -6,6 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make demo       run examples/demo.lua through lrun
 #   make bench      benchmarks against peers (QUICK=1 for the short CI run)
+#   make fuzz       the job-file fuzzer's long run (FUZZ_CASES=20000 FUZZ_SECONDS= FUZZ_SEED=)
 
 LUA        ?= lua5.4
 LUA_INC    ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -137,6 +138,11 @@ demo: bootstrap
 bench: bootstrap
 	@$(MAKE) --no-print-directory all
 	@bench/run $(if $(QUICK),--quick)
+
+.PHONY: fuzz
+fuzz: bootstrap
+	@$(MAKE) --no-print-directory all
+	@scripts/fuzz-jobfile
 
 clean:
 	rm -rf build build-san

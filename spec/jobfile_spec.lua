@@ -1,5 +1,8 @@
 -- lrun.jobfile: loading Lua and YAML job files and validating them into the spec.
 local jobfile = require "lrun.jobfile"
+local sandbox = require "lrun.jobfile.sandbox"
+local core = require "lprocess.core"
+local lp = require "lprocess"
 
 local FIX = "spec/fixtures/"
 
@@ -143,13 +146,14 @@ describe("lrun.jobfile", function()
         stdin = "null", stdout = "prefix", stderr = "prefix",
         kill_signal = "TERM", retries = 0, retry_delay = 0, restart = "no",
         backoff = { min = 0.5, max = 30, factor = 2 },
-        max_restarts = { count = 5, within = 10 }, instances = 1,
+        max_restarts = { count = 5, within = 10 }, instances = 1, executor = "local",
       }, spec.by_name.x)
       local s = spec.by_name.s
       assert.equal("service", s.kind)
       assert.equal("on-failure", s.restart)
       assert.same({ "sleep", "9" }, s.argv)
-      assert.same({ keep_going = false, exit_on_failure = false }, spec.settings)
+      assert.same({ keep_going = false, exit_on_failure = false, executor = "local" },
+        spec.settings)
     end)
   end)
 
@@ -282,6 +286,12 @@ describe("lrun.jobfile", function()
         err_yaml("jobs:\n  a: {cmd: x}\n  b: c: d\n"))
       assert.matches("^jobs%.yaml:4: did not find expected ',' or ']'",
         err_yaml("jobs:\n  a: {cmd: x}\n  b: [c\n"))
+    end)
+
+    it("report a control character with its line, bad UTF-8 without libyaml's offset", function()
+      assert.equal("jobs.yaml:3: control characters are not allowed",
+        err_yaml('jobs:\n  a:\n    cmd: "\1"\n'))
+      assert.equal("jobs.yaml:1: invalid leading UTF-8 octet", err_yaml("jobs:\n  a: \255\n"))
     end)
 
     it("reject a document that is not a mapping", function()
@@ -582,7 +592,7 @@ describe("lrun.jobfile", function()
       local spec = assert(load_lua('settings { jobs = 2, keep_going = true, exit_on_failure = true,' ..
         ' grace = 1.5, log_dir = "logs" }\njob "a" { "true" }\n'))
       assert.same({ jobs = 2, keep_going = true, exit_on_failure = true, grace = 1.5,
-        log_dir = TMP .. "/logs" }, spec.settings)
+        log_dir = TMP .. "/logs", executor = "local" }, spec.settings)
     end)
 
     it("unknown policy names", function()
@@ -658,6 +668,194 @@ job "c" { "true", needs = "nope" }
     it("a job with errors does not make its dependents' needs unknown", function()
       local _, errs = err_lua('job "a" { "true", timeout = "x" }\njob "b" { "true", needs = "a" }\n')
       assert.equal(1, #errs)
+    end)
+  end)
+  describe("executor and slurm", function()
+    it("take executor and slurm at job and settings level, the job's keys over the settings'", function()
+      local spec = assert(load_lua([[
+        settings { executor = "slurm", slurm = { partition = "gpu", time = 30, account = "lab",
+          extra = { "--exclusive" } } }
+        job "a" { "true", slurm = { time = "1:00:00", cpus = 4, gpus = 0, mem = "8G" } }
+        job "b" { "true", executor = "local" }
+        job "c" { "true", slurm = { mem = 2048, gpus = "a100:2", qos = "high", constraint = "avx2" } }
+      ]]))
+      assert.equal("slurm", spec.settings.executor)
+      assert.same({ partition = "gpu", time = 30, account = "lab", extra = { "--exclusive" } },
+        spec.settings.slurm)
+      local a, b, c = spec.by_name.a, spec.by_name.b, spec.by_name.c
+      assert.equal("slurm", a.executor)
+      assert.same({ partition = "gpu", time = "1:00:00", account = "lab", cpus = 4, gpus = 0,
+        mem = "8G", extra = { "--exclusive" } }, a.slurm)
+      assert.equal("local", b.executor)
+      assert.same(spec.settings.slurm, b.slurm)
+      assert.same({ partition = "gpu", time = 30, account = "lab", mem = 2048, gpus = "a100:2",
+        qos = "high", constraint = "avx2", extra = { "--exclusive" } }, c.slurm)
+      local plain = assert(load_lua('job "x" { "true" }\n')).by_name.x
+      assert.equal("local", plain.executor)
+      assert.is_nil(plain.slurm)
+    end)
+
+    it("reject unknown slurm keys with a suggestion, and bad values", function()
+      assert.equal([[jobs.lua:1: job "x": unknown key 'partiton' in 'slurm' (did you mean 'partition'?)]],
+        one_err('"true", slurm = { partiton = "gpu" }'))
+      assert.equal([[jobs.lua:1: settings: unknown key 'cpu' in 'slurm' (did you mean 'cpus'?)]],
+        err_lua('settings { slurm = { cpu = 2 } }\njob "a" { "true" }\n'))
+      assert.equal([[jobs.lua:1: job "x": key 'executor' must be one of local, slurm, got "slrum"]] ..
+        [[ (did you mean 'slurm'?)]], one_err('"true", executor = "slrum"'))
+      assert.equal([[jobs.lua:1: settings: key 'executor' must be a string, got number]],
+        err_lua('settings { executor = 1 }\njob "a" { "true" }\n'))
+      local cases = {
+        { "slurm = 1", "key 'slurm' must be a table, got number" },
+        { 'slurm = { partition = "" }', "key 'slurm.partition' must not be empty" },
+        { "slurm = { partition = 3 }", "key 'slurm.partition' must be a string, got number" },
+        { "slurm = { time = 0 }", "key 'slurm.time' must be greater than 0, got 0" },
+        { "slurm = { time = true }", "key 'slurm.time' must be a string or a number of minutes, got boolean" },
+        { "slurm = { mem = 1.5 }", "key 'slurm.mem' must be an integer, got 1.5" },
+        { "slurm = { mem = 0 }", "key 'slurm.mem' must be at least 1, got 0" },
+        { "slurm = { cpus = 0 }", "key 'slurm.cpus' must be at least 1, got 0" },
+        { 'slurm = { cpus = "4" }', "key 'slurm.cpus' must be an integer, got string" },
+        { "slurm = { gpus = -1 }", "key 'slurm.gpus' must be at least 0, got -1" },
+        { "slurm = { account = {} }", "key 'slurm.account' must be a string, got table" },
+        { 'slurm = { qos = "" }', "key 'slurm.qos' must not be empty" },
+        { "slurm = { constraint = false }", "key 'slurm.constraint' must be a string, got boolean" },
+        { 'slurm = { extra = "--x" }', "key 'slurm.extra' must be a list of strings, got string" },
+        { "slurm = { extra = { 1 } }", "slurm.extra[1] must be a string, got number" },
+        { "slurm = { extra = { x = 1 } }", "key 'slurm.extra' must be a plain list, has key [\"x\"]" },
+      }
+      for _, case in ipairs(cases) do
+        assert.equal('jobs.lua:1: job "x": ' .. case[2], one_err('"true", ' .. case[1]))
+      end
+    end)
+
+    it("name the YAML line of a bad slurm key", function()
+      assert.equal([[jobs.yaml:4: job "a": key 'slurm.cpus' must be at least 1, got 0]],
+        err_yaml("jobs:\n  a:\n    cmd: \"true\"\n    slurm: { cpus: 0 }\n"))
+    end)
+  end)
+
+  describe("names owned by the core", function()
+    it("take every rlimit of core.rlimits and nothing else", function()
+      for name, n in pairs(core.rlimits) do
+        if type(name) == "string" then
+          assert.same({ [name] = 1 }, one('"true", limits = { ' .. name .. ' = 1 }').limits, n)
+        end
+      end
+      assert.equal([[jobs.lua:1: job "x": unknown key 'rttime' in 'limits']],
+        one_err('"true", limits = { rttime = 5 }'))
+      assert.matches("unexpected key [1]", one_err('"true", limits = { 5 }'), 1, true)
+    end)
+
+    it("take every signal of core.signals, by name and number", function()
+      for name, n in pairs(core.signals) do
+        if type(name) == "string" then
+          assert.equal(name, one('"true", kill_signal = "SIG' .. name:lower() .. '"').kill_signal)
+          assert.equal(name, one('"true", kill_signal = ' .. n).kill_signal)
+        end
+      end
+      assert.equal([[jobs.lua:1: job "x": key 'kill_signal' must be a signal name or number, got 0]],
+        one_err('"true", kill_signal = 0'))
+      assert.matches("got \"TREM\" (did you mean 'TERM'?)", one_err('"true", kill_signal = "TREM"'), 1, true)
+    end)
+
+    it("make `lrun -n` exit 2 with an lrun: message on an rlimit the core lacks", function()
+      local path = write("jobs.lua", 'job "a" { "true" }\njob "b" { "true", limits = { rttime = 5 } }\n')
+      local r = assert(lp.run { ROOT .. "/scripts/lrun", "-n", path, timeout = 60,
+        setenv = { LPROCESS_CPATH = package.searchpath("lprocess.core", package.cpath)
+          :gsub("lprocess/core%.so$", "?.so") } })
+      assert.equal(2, lp.exit_code(r.status), r.stderr)
+      assert.equal([[lrun: jobs.lua:2: job "b": unknown key 'rttime' in 'limits']] .. "\n", r.stderr)
+    end)
+  end)
+
+  describe("hostile job files", function()
+    local timeout, memory = sandbox.TIMEOUT, sandbox.MEMORY
+    after_each(function() sandbox.TIMEOUT, sandbox.MEMORY = timeout, memory end)
+
+    it("make os.exit a job-file error with file:line, at load time", function()
+      assert.equal("jobs.lua:2: os.exit is not allowed in a job file",
+        err_lua('job "a" { "true" }\nos.exit(0)\n'))
+      assert.equal("jobs.lua:1: os.exit is not allowed in a job file",
+        err_lua('_G.os.exit(true)\n'))
+      assert.equal("jobs.lua:1: os.exit is not allowed in a job file",
+        err_lua('require("os").exit(1)\n'))
+      assert.equal("jobs.lua: x:1: os.exit is not allowed in a job file",
+        err_lua('load("os.exit(1)", "=x")()\n'))
+    end)
+
+    it("make os.exit in a function of the file raise when lrun calls it later", function()
+      local spec = assert(load_lua('job "a" { "true", on_exit = function() os.exit(0) end }\n'))
+      local ok, err = pcall(spec.by_name.a.on_exit)
+      assert.is_false(ok)
+      assert.matches("^jobs%.lua:1: os.exit is not allowed in a job file", err)
+    end)
+
+    it("report a policy's os.exit as a policy error: the job fails, the others finish, exit 1", function()
+      local r = assert(lp.run { ROOT .. "/scripts/lrun", FIX .. "jf_exit_policy.lua", timeout = 60,
+        setenv = { LPROCESS_CPATH = package.searchpath("lprocess.core", package.cpath)
+          :gsub("lprocess/core%.so$", "?.so") } })
+      assert.equal(1, lp.exit_code(r.status), r.stderr)
+      assert.matches("lrun: job quitter: policy: on_exit of quitter (jf_exit_policy.lua:4) failed: " ..
+        "jf_exit_policy.lua:4: os.exit is not allowed in a job file", r.stderr, 1, true)
+      assert.matches("other   | other finished", r.stdout, 1, true)
+      assert.matches("\nother +ok ", r.stderr)
+    end)
+
+    it("refuse finalizers, and error objects of any type", function()
+      assert.equal("jobs.lua:1: __gc is not allowed in a job file (a finalizer runs outside lrun's guard)",
+        err_lua('setmetatable({}, { __gc = function() end })\n'))
+      assert.equal("jobs.lua: (error object is a table value)",
+        err_lua('error(setmetatable({}, { __tostring = function() os.exit(1) end }))\n'))
+      assert.equal("jobs.lua: (error object is a nil value)", err_lua('error()\n'))
+      assert.equal("jobs.lua: 42", err_lua('error(42)\n'))
+    end)
+
+    it("name the file's line when a require fails, never lrun's own", function()
+      assert.equal("jobs.lua:2: module 'no.such.module' not found:",
+        err_lua('job "a" { "true" }\nrequire "no.such.module"\n'))
+    end)
+
+    it("stop a file that loops, even one that swallows errors, within the deadline", function()
+      sandbox.TIMEOUT = 0.2
+      assert.equal("jobs.lua: loading ran longer than 0.2 s (stopped at jobs.lua:2)",
+        err_lua('job "a" { "true" }\nwhile true do end\n'))
+      assert.matches("^jobs%.lua: loading ran longer than 0%.2 s %(stopped at jobs%.lua:1%)$",
+        err_lua('while true do pcall(function() while true do end end) end\n'))
+      assert.matches("^jobs%.lua: loading ran longer than 0%.2 s",
+        err_lua('coroutine.wrap(function() while true do end end)()\n'))
+      assert.matches("^jobs%.lua: loading ran longer than 0%.2 s",
+        err_lua('job "a" (setmetatable({ "true" }, { __index = function() while true do end end }))\n'))
+    end)
+
+    it("stop a file that eats memory, and one that yields at top level", function()
+      sandbox.MEMORY = 64
+      assert.matches("^jobs%.lua: loading used more than 64 MiB of memory %(stopped at jobs%.lua:1%)$",
+        err_lua('local t = {} for i = 1, 1e9 do t[i] = { i } end\n'))
+      assert.equal("jobs.lua: yielded outside a coroutine", err_lua('coroutine.yield()\n'))
+    end)
+
+    it("report errors raised by metamethods of the file's tables during validation", function()
+      assert.equal("jobs.lua:1: no", err_lua(
+        'job "a" (setmetatable({ "true" }, { __index = function() error("no") end }))\n'))
+      assert.equal("jobs.lua:1: os.exit is not allowed in a job file", err_lua(
+        'job "a" { "true", needs = setmetatable({}, { __len = function() os.exit(0) end }) }\n'))
+      -- __index is honoured: a job may inherit its keys.
+      local spec = assert(load_lua('local base = { timeout = 5 }\n' ..
+        'job "a" (setmetatable({ "true" }, { __index = base }))\n'))
+      assert.equal(5, spec.by_name.a.timeout)
+    end)
+
+    it("name the file, not lrun's line, for an __index loop; stop at a hole of a long list", function()
+      assert.equal("jobs.lua: reading the file's tables: '__index' chain too long; possible loop",
+        err_lua('local t = {} setmetatable(t, { __index = t })\n' ..
+          'job "a" (setmetatable({ "true" }, { __index = t }))\n'))
+      local _, errs = err_lua('job "a" { "true", needs = setmetatable({}, ' ..
+        '{ __len = function() return 1 << 62 end }) }\n')
+      assert.same({ 'jobs.lua:1: job "a": needs entries must be job names, got nil' }, errs)
+    end)
+
+    it("a non-table settings in a returned table is an error, not a crash", function()
+      assert.equal("jobs.lua: 'settings' must be a table, got number",
+        err_lua('return { settings = 5, jobs = { a = { "true" } } }\n'))
     end)
   end)
 end)

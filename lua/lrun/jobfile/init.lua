@@ -1,0 +1,193 @@
+--- lrun.jobfile: load a job file (Lua or YAML) and validate it into the spec that the
+-- scheduler runs. Nothing here starts a process.
+--
+--   jobfile.load(path)  -> spec | nil, message, errors
+--   jobfile.find(dir)   -> path of dir/jobs.lua, dir/jobs.yaml or dir/jobs.yml | nil, message
+--
+-- On failure `message` is the first error, one line ("jobs.lua:12: job "build":
+-- unknown key 'neds' (did you mean 'needs'?)"), and `errors` holds every error found
+-- (settings, then policies, then jobs in definition order, then their needs); the
+-- caller prints message with an "lrun: " prefix and exits 2. A Lua error or a YAML
+-- syntax error stops loading, so it is the only one. Dependency cycles are looked for
+-- only in an otherwise valid file.
+--
+-- Definition order: a Lua file's job/service calls in the order they ran; a returned
+-- table's `jobs` then `services`, each array part in order and then its named
+-- entries sorted by name (Lua forgets a table's order); YAML sections keep the
+-- order of the document. Key names near a known one (edit distance <= 2, a swap of
+-- neighbours counting 1) get "did you mean".
+--
+-- The validated spec (every default filled in, every path absolute):
+--
+--   spec = { file = abs path, dir = abs dir of the file, format = "lua"|"yaml",
+--     settings = { jobs = int|nil, keep_going = bool, exit_on_failure = bool,
+--                  grace = number|nil, log_dir = abs path|nil,
+--                  executor = "local"|"slurm", slurm = nil | (as a job's) },
+--     jobs = { job1, job2, ... },        -- definition order, services included
+--     by_name = { [name] = job },
+--     policies = { [name] = function } } -- user policies defined in the file
+--
+--   job = { name =, kind = "job"|"service",
+--     where = "jobs.lua:12"              -- basename:line of the definition, or the
+--                                        -- basename alone when the line is unknown
+--     argv = { "prog", "arg" } | nil, cmd = "shell string" | nil,  -- exactly one
+--     needs = { { name =, cond = "success"|"done"|"started"|"ready"|"failure" }, ... },
+--     success_codes = { [0] = true },    -- a set
+--     dir = abs path, env = { K = "V" }, env_file = abs path|nil,
+--     stdin = "null"|"inherit"|abs path,
+--     stdout = "prefix"|"inherit"|"null"|abs path, stderr = (same),
+--     timeout = number|nil, kill_signal = "TERM", kill_grace = number|nil,
+--     retries = int, retry_delay = number, restart = "no"|"on-failure"|"always",
+--     backoff = { min =, max =, factor = }, max_restarts = { count =, within = },
+--     ready = nil | { tcp = port, host = "127.0.0.1" } | { file = abs path }
+--           | { log = "lua pattern" } | { cmd = argv list | string } | { fn = function }
+--           | { notify = "fd"|"systemd" },
+--     ready_timeout = number|nil, on_exit = function|nil, policy = name|nil,
+--     instances = int >= 1, user = string|int|nil, group = string|int|nil,
+--     umask = int|nil, limits = { name = n | "unlimited" | { soft, hard } } | nil,
+--     executor = "local"|"slurm",        -- the job's, else settings.executor
+--     slurm = nil | { partition =, time =, mem =, cpus =, gpus =, account =, qos =,
+--                     constraint =, extra = { "--flag", ... } } }
+--                                        -- settings.slurm under the job's own keys;
+--                                        -- shared between jobs: read, never write
+--
+-- Modules: schema (the keys, defaults, which check applies), fields (checks of keys
+-- with a shape of their own), checker (generic checks), diagnostics (wording),
+-- collect (raw definitions), lua_loader + sandbox (Lua files), yaml_loader, paths.
+-- Loading and validating run within sandbox.bounded: a job file that loops, eats
+-- memory or calls os.exit gets a "jobs.lua:N: ..." error, never a hang or an exit.
+local D = require "lrun.jobfile.diagnostics"
+local P = require "lrun.jobfile.paths"
+local graph = require "lrun.graph"
+local lua_loader = require "lrun.jobfile.lua_loader"
+local sandbox = require "lrun.jobfile.sandbox"
+local schema = require "lrun.jobfile.schema"
+local yaml_loader = require "lrun.jobfile.yaml_loader"
+
+local show, add_error = D.show, D.add_error
+-- The directory of lrun's own modules as error positions name it.
+local HERE = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$") or "\0"
+
+local M = {}
+
+-- Each need gets its default condition, or an error when it names no job.
+local function resolve_needs(raw, spec, kind_of)
+  local names
+  for _, job in ipairs(spec.jobs) do
+    for _, need in ipairs(job.needs) do
+      if not kind_of[need.name] then
+        if not names then
+          names = {}
+          for i, j in ipairs(spec.jobs) do names[i] = j.name end
+        end
+        add_error(raw, "%s: %s %s: needs unknown job %s%s", job.where, job.kind,
+          show(job.name), show(need.name), D.suggest(need.name, names))
+      elseif need.cond == nil then
+        need.cond = kind_of[need.name] == "service" and "ready" or "success"
+      end
+    end
+  end
+end
+
+local function validate(raw)
+  local spec = { file = raw.file, dir = raw.dir, format = raw.format,
+    jobs = {}, by_name = {} }
+  spec.settings = schema.settings(raw)
+  local policies, policy_names = schema.policies(raw)
+  spec.policies = policies
+  local policy_set = {}
+  for _, p in ipairs(policy_names) do policy_set[p] = true end
+
+  local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names,
+    policy_set = policy_set, settings = spec.settings }
+  local kind_of, first_at = {}, {}
+  for _, entry in ipairs(raw.entries) do
+    local ok, why = schema.valid_name(entry.name)
+    if not ok then
+      add_error(raw, "%s: %s %s: %s", entry.where, entry.kind, show(entry.name), why)
+    elseif first_at[entry.name] then
+      add_error(raw, "%s: %s %s: duplicate name (first defined at %s)", entry.where,
+        entry.kind, show(entry.name), first_at[entry.name])
+    else
+      first_at[entry.name] = entry.where
+      local job = schema.job(entry, ctx)
+      kind_of[job.name] = job.kind
+      spec.jobs[#spec.jobs + 1] = job
+      spec.by_name[job.name] = job
+    end
+  end
+  resolve_needs(raw, spec, kind_of)
+
+  if #raw.errors == 0 and #spec.jobs == 0 then
+    raw.errors[1] = raw.base .. ": no jobs defined"
+  end
+  if #raw.errors == 0 then
+    local cycle = graph.cycle(spec)
+    if cycle then
+      raw.errors[1] = ("%s: dependency cycle: %s"):format(
+        spec.by_name[cycle[1]].where, table.concat(cycle, " -> "))
+    end
+  end
+  if #raw.errors > 0 then return nil, raw.errors[1], raw.errors end
+  return spec
+end
+
+-- Read and validate; runs within sandbox.bounded.
+local function read_and_validate(raw, text)
+  local read = raw.format == "yaml" and yaml_loader.read or lua_loader.read
+  local ok, msg = read(raw, text)
+  if not ok then return nil, msg, { msg } end
+  return validate(raw)
+end
+
+local function read_file(path)
+  local f, err = io.open(path, "r")
+  if not f then return nil, err end
+  local text, rerr = f:read("a")
+  f:close()
+  if not text then return nil, ("%s: %s"):format(path, rerr) end
+  return text
+end
+
+function M.load(path)
+  if type(path) ~= "string" or path == "" then return nil, "no job file given" end
+  local text, err = read_file(path)
+  if not text then return nil, err end
+  local cwd, cerr = P.cwd()
+  if not cwd then return nil, cerr end
+  local file = P.resolve(cwd, path)
+  local raw = { file = file, dir = file:match("^(.*)/[^/]*$"), base = P.basename(file),
+    format = path:lower():match("%.ya?ml$") and "yaml" or "lua",
+    entries = {}, settings = {}, policies = {}, errors = {} }
+  if raw.dir == "" then raw.dir = "/" end
+  local res = table.pack(sandbox.bounded(read_and_validate, raw, text))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  -- The file's code, or a metamethod of its tables, ran too long or raised.
+  local msg = D.line(res[2])
+  local data_error = msg:sub(1, #HERE) == HERE and msg:match("^[^:]*:%d+: (.*)$")
+  if data_error and (data_error:find("chain too long") or data_error:find("stack overflow")
+      or data_error:find("not enough memory")) then
+    -- Raised while we read the file's tables (an __index loop): not our line to give.
+    msg = ("%s: reading the file's tables: %s"):format(raw.base, data_error)
+  elseif res[3] then
+    msg = ("%s: loading %s (stopped at %s)"):format(raw.base, msg, res[3])
+  elseif msg:sub(1, #raw.base + 1) ~= raw.base .. ":" then
+    msg = raw.base .. ": " .. msg
+  end
+  return nil, msg, { msg }
+end
+
+function M.find(dir)
+  dir = dir or "."
+  for _, name in ipairs({ "jobs.lua", "jobs.yaml", "jobs.yml" }) do
+    local path = dir:gsub("/+$", "") .. "/" .. name
+    local f = io.open(path, "r")
+    if f then
+      f:close()
+      return path
+    end
+  end
+  return nil, ("no job file: found none of jobs.lua, jobs.yaml, jobs.yml in %s"):format(dir)
+end
+
+return M
