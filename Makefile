@@ -118,7 +118,7 @@ valgrind: bootstrap
 	  --ignore-lua --exclude-tags=novalgrind $(VALGRIND_SPECS)
 
 lint: bootstrap
-	luacheck lua spec scripts/lrun bench examples
+	luacheck lua spec scripts/lrun scripts/fuzz-jobfile bench examples
 
 install: $(LIB) $(LRUN_LIB) $(LRUN_BIN) $(LRUN_BIN)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(BINDIR)

@@ -5,7 +5,7 @@
 -- * in the "Job files" section, each ```lua / ```yaml block sits right under a
 --   `<!-- from: examples/FILE -->` line and is a verbatim run of whole lines of FILE;
 -- * every key the job-file loader accepts (JOB_KEYS, SETTINGS_KEYS in
---   lua/lrun/jobfile.lua) is named there, and every option of `lrun --help` is named
+--   lua/lrun/jobfile/schema.lua) is named there, and every option of `lrun --help` is named
 --   in "The lrun command";
 -- * the two commands README shows first are targets of the Makefile.
 --
@@ -335,7 +335,7 @@ local blocks, verbatim = H.md_blocks, H.verbatim
 -- The strings of `local NAME = { "a", "b", ... }` in a Lua source file.
 local function string_list(src, name)
   local body = src:match("local " .. name .. " = (%b{})")
-  assert(body, "no 'local " .. name .. " = { ... }' in lua/lrun/jobfile.lua")
+  assert(body, "no 'local " .. name .. " = { ... }' in lua/lrun/jobfile/schema.lua")
   local t = {}
   for s in body:gmatch('"([%w_]+)"') do t[#t + 1] = s end
   return t
@@ -397,7 +397,7 @@ describe("README.md", function()
   end)
 
   it("names every job and settings key the loader accepts in 'Job files'", function()
-    local src = slurp(ROOT .. "/lua/lrun/jobfile.lua")
+    local src = slurp(ROOT .. "/lua/lrun/jobfile/schema.lua")
     local text = section(readme(), "Job files")
     local keys = string_list(src, "JOB_KEYS")
     assert(#keys >= 20, "JOB_KEYS looks truncated: " .. table.concat(keys, " "))

@@ -197,13 +197,27 @@ describe("user policies through decide", function()
       { function() return { action = "restart", delay = -1 } end, "bad delay" },
       { function() return { action = "restart", delay = "soon" } end, "bad delay" },
       { function() return print end, "function" },
+      -- read outside the guard: its metamethods must not run (they would end lrun)
+      { function()
+          return setmetatable({}, { __index = function() error("__index ran") end,
+            __pairs = function() error("__pairs ran") end })
+        end, "without a valid action" },
+      { function()
+          return setmetatable({ action = "restart" }, { __index = function() error("__index ran") end })
+        end, nil },
     }
     for _, c in ipairs(cases) do
       local d, err = policy.decide(s, event(s, EXIT3), c[1])
+      if c[2] == nil then   -- a valid action in a table with hostile metamethods
+        assert.same({ action = "restart" }, d)
+        assert.is_nil(err)
+        goto next
+      end
       assert.same({ action = "fail" }, d)
       assert.matches("returned", err, 1, true)
       assert.matches(c[2], err, 1, true)
       assert.matches(line_of(c[1]), err, 1, true)
+      ::next::
     end
   end)
 end)

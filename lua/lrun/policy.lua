@@ -107,31 +107,40 @@ M.describe = status_mod.describe
 M.where = guard.where
 M.guard = guard.call
 
--- A value as a message shows it: strings quoted, tables by their keys.
+-- A plain value as a message shows it, without running any of its metamethods.
+local function plain(v)
+  local t = type(v)
+  if t == "string" then return (string.format("%q", v):gsub("\\\n", "\\n")) end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  return t
+end
+
+-- A value a policy returned, as a message shows it: strings quoted, tables by their
+-- keys (raw: a policy's table may carry hostile metamethods, run outside the guard).
 local function show(v)
-  if type(v) == "string" then return (string.format("%q", v):gsub("\\\n", "\\n")) end
-  if type(v) ~= "table" then return tostring(v) end
+  if type(v) ~= "table" then return plain(v) end
   local keys = {}
-  for k, x in pairs(v) do
-    keys[#keys + 1] = tostring(k) .. "=" .. (type(x) == "string" and string.format("%q", x) or tostring(x))
+  for k, x in next, v do
+    keys[#keys + 1] = plain(k):gsub('^"(.*)"$', "%1") .. "=" .. plain(x)
     if #keys == 4 then keys[#keys + 1] = "..." break end
   end
   table.sort(keys)
   return "{" .. table.concat(keys, ", ") .. "}"
 end
 
--- Is `a` an action? Returns it, or nil and why not.
+-- Is `a` an action? Returns it (a table as a fresh { action =, delay = }), or nil and
+-- why not. Tables are read raw: this runs outside the guard.
 local function check_action(a)
   if a == nil or (type(a) == "string" and ACTIONS[a]) then return a end
   if type(a) == "table" then
-    if not ACTIONS[a.action] then
+    local action, d = rawget(a, "action"), rawget(a, "delay")
+    if not ACTIONS[action] then
       return nil, "a table without a valid action"
     end
-    local d = a.delay
     if d ~= nil and (type(d) ~= "number" or d ~= d or d < 0 or d == math.huge) then
       return nil, "a table with a bad delay"
     end
-    return a
+    return { action = action, delay = d }
   end
   return nil, nil
 end
