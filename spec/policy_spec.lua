@@ -115,7 +115,7 @@ describe("built-in policies", function()
 end)
 
 describe("user policies through decide", function()
-  -- The DESIGN.md example: restart on a crash, otherwise the default.
+  -- The doc/design.md example: restart on a crash, otherwise the default.
   local function crash_only(ev)
     if ev.status.how == "signal" then return "restart" end
     return nil

@@ -176,7 +176,7 @@ static int l_read(lua_State *L) {
   lua_Integer n = luaL_optinteger(L, 2, 65536);
   luaL_argcheck(L, n > 0, 2, "size must be positive");
   /* Up to 64 KiB go through the stack: an EOF or EAGAIN then costs no allocation
-   * and a short read copies only what came (this is lrun's per-chunk path). */
+   * and a short read copies only what came (the per-chunk path of a program relaying a child's output). */
   char stackbuf[65536];
   luaL_Buffer b;
   char *p = (size_t)n <= sizeof stackbuf ? stackbuf : luaL_buffinitsize(L, &b, (size_t)n);

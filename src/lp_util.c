@@ -172,42 +172,6 @@ int lp_optboolfield(lua_State *L, int idx, const char *k, int def) {
   return v;
 }
 
-lua_Integer lp_optintfield(lua_State *L, int idx, const char *k, lua_Integer def) {
-  lua_getfield(L, idx, k);
-  lua_Integer v = def;
-  if (!lua_isnil(L, -1)) {
-    int isnum;
-    v = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) luaL_error(L, "option '%s' must be an integer", k);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-double lp_optnumfield(lua_State *L, int idx, const char *k, double def) {
-  lua_getfield(L, idx, k);
-  double v = def;
-  if (!lua_isnil(L, -1)) {
-    int isnum;
-    v = (double)lua_tonumberx(L, -1, &isnum);
-    if (!isnum) luaL_error(L, "option '%s' must be a number", k);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* The returned string stays valid while the table holds it. */
-const char *lp_optstrfield(lua_State *L, int idx, const char *k, const char *def) {
-  lua_getfield(L, idx, k);
-  const char *v = def;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
-    v = lua_tostring(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 /* ---- resource limits ---- */
 
 static const struct { const char *name; int res; } rltab[] = {

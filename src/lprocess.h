@@ -62,15 +62,12 @@ pid_t lp_optpid(lua_State *L, int arg, lua_Integer min, pid_t def);
 void lp_checkkeys(lua_State *L, int idx, const char *what, const char *const keys[]);
 /* Optional fields of an options table; absent or nil gives the default. */
 int lp_optboolfield(lua_State *L, int idx, const char *k, int def);
-lua_Integer lp_optintfield(lua_State *L, int idx, const char *k, lua_Integer def);
-double lp_optnumfield(lua_State *L, int idx, const char *k, double def);
-const char *lp_optstrfield(lua_State *L, int idx, const char *k, const char *def);
 
 /* Resource limits by name ("nofile", "core", ...); -1 when unknown. */
 int lp_rlimit_resource(const char *name);
 rlim_t lp_torlim(lua_State *L, int idx);
 
-/* Wait status as the table documented in DESIGN.md. `keys` is the index of the table
+/* Wait status as the table documented in doc/design.md. `keys` is the index of the table
  * lp_pushstatuskeys pushed (kept as an upvalue by the caller): the field names are
  * interned once, not looked up again for every status. */
 void lp_pushstatuskeys(lua_State *L);
