@@ -318,10 +318,7 @@ function Events:emit(kind, fields)
   f:flush()
 end
 
-function Events:close()
-  if self.file and self.owned then self.file:close() end
-  self.file = nil
-end
+Events.close = Joblog.close   -- both own (or borrow) one file
 
 -- report.events(path [, {append=bool, clock=fn}]) -> writer, or nil, message.
 function M.events(path, opts)
