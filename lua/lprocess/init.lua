@@ -13,6 +13,11 @@
 --   freely. Group waits (pid 0 or < -1) do not see owed statuses; once a new child
 --   gets the same pid, an owed status is returned only by wait(-1) and reap().
 -- * After a Process has been reaped, :kill refuses: its pid may belong to someone else.
+-- * Signals: a spawned program starts with an empty signal mask and every signal at
+--   its default disposition, whatever the Lua host blocked, ignored or handled (a
+--   host that ignores SIGPIPE does not hand that on). `sigmask` and `sigignore` give
+--   it a mask and an ignored set instead; core.sigstate() tells what the calling
+--   process has now, for a runner that passes on what it was given (lrun does).
 local core = require "lprocess.core"
 local status = require "lprocess.status"
 local stop = require "lprocess.stop"
