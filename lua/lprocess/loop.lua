@@ -70,9 +70,12 @@ end
 
 ---------------------------------------------------------------------------------------
 
+--- new() -> loop | nil, msg, errno (no epoll or signal descriptor to be had)
 function M.new()
+  local ep, err, errno = core.epoll()
+  if not ep then return nil, err, errno end
   local self = setmetatable({
-    ep = assert(core.epoll()),
+    ep = ep,
     fds = {},          -- fd -> { fn =, events = }
     children = {},     -- pid -> fn(status)
     unclaimed = {},    -- pid -> status reaped before anyone asked
@@ -82,37 +85,55 @@ function M.new()
     idle = {},         -- fns run before blocking (output flush, status line)
     running = false,
   }, Loop)
-  self:_rewatch_signals()
+  local ok
+  ok, err, errno = self:_rewatch_signals()
+  if not ok then
+    ep:close()
+    return nil, err, errno
+  end
   return self
 end
 
--- (Re)create the signalfd for SIGCHLD plus every signal with a handler.
+-- (Re)create the signalfd for SIGCHLD plus every signal with a handler. On failure
+-- the signals watched so far stay watched -> true | nil, msg, errno
 function Loop:_rewatch_signals()
   local list = { core.signals.CHLD }
   for sig in pairs(self.signals) do
     if sig ~= core.signals.CHLD then list[#list + 1] = sig end
   end
+  local new, err, errno = core.sigwatch(list)
+  if not new then return nil, err, errno end
+  local ok
+  ok, err, errno = self.ep:add(new:fd(), "r")
+  if not ok then
+    new:close()
+    return nil, err, errno
+  end
   local old = self.sigwatch
-  self.sigwatch = assert(core.sigwatch(list))
+  self.sigwatch = new
   if old then
     self.ep:del(old:fd())
     old:close()
   end
-  self.ep:add(self.sigwatch:fd(), "r")
+  return true
 end
 
+--- watch(fd, events, fn) -> true | nil, msg, errno (epoll refused the descriptor)
 function Loop:watch(fd, events, fn)
   local w = self.fds[fd]
   if w then
-    w.fn = fn
     if w.events ~= events then
+      local ok, err, errno = self.ep:mod(fd, events)
+      if not ok then return nil, err, errno end
       w.events = events
-      assert(self.ep:mod(fd, events))
     end
-  else
-    self.fds[fd] = { fn = fn, events = events }
-    assert(self.ep:add(fd, events))
+    w.fn = fn
+    return true
   end
+  local ok, err, errno = self.ep:add(fd, events)
+  if not ok then return nil, err, errno end
+  self.fds[fd] = { fn = fn, events = events }
+  return true
 end
 
 function Loop:unwatch(fd)
@@ -138,12 +159,21 @@ function Loop:defer(fn)
   return self:timer(0, fn)
 end
 
+--- signal(sig, fn) -> true | nil, msg, errno (the signal descriptor could not be
+--- remade; the handler is not set then)
 function Loop:signal(sig, fn)
   local n = type(sig) == "number" and sig or core.signals[(tostring(sig):upper():gsub("^SIG", ""))]
   if not n then error("unknown signal " .. tostring(sig), 2) end
-  local had = self.signals[n] ~= nil
+  local old = self.signals[n]
   self.signals[n] = fn
-  if (fn ~= nil) ~= had then self:_rewatch_signals() end
+  if (fn ~= nil) ~= (old ~= nil) then
+    local ok, err, errno = self:_rewatch_signals()
+    if not ok then
+      self.signals[n] = old
+      return nil, err, errno
+    end
+  end
+  return true
 end
 
 -- Call fn(status) when pid ends. A status reaped earlier is delivered at once

@@ -59,6 +59,14 @@ function M.list(spec)
   return 0
 end
 
+--- fail_start(msg, daemon [, code]) -> code (default 1): lrun could not set up a
+--- run; nothing was started. A daemon's launcher is told why.
+function M.fail_start(msg, d, code)
+  eprint(msg)
+  if d then d:fail(msg) end
+  return code or 1
+end
+
 -- The --events and --joblog writers -> events, joblog | nil, nil, message
 local function open_reports(o)
   local report = require "lrun.report"
@@ -87,14 +95,19 @@ local function make_scheduler(o, spec, selected, parts)
   local scheduler = require "lrun.scheduler"
   local s
   local wd = parts.watchdog
+  -- A group the watchdog did not hear of would outlive a lrun killed by SIGKILL:
+  -- the run stops (and fails) rather than go on without that promise.
+  local function tell_watchdog(pgid, alive)
+    local ok, err
+    if alive then ok, err = wd:group(pgid) else ok, err = wd:ungroup(pgid) end
+    if not ok and not s.aborted then s:abort(err .. "; stopping every job") end
+  end
   local ex = executor.new {
     loop = parts.loop, out = parts.out, env = core.environ(), run_id = parts.run_id,
     grace = o.grace or spec.settings.grace or 5,
     sigmask = o.sigmask, sigignore = o.sigignore,
     on_leftover = function(u, pgid) s:leftover(u, pgid) end,
-    on_group = wd and function(pgid, alive)
-      if alive then wd:group(pgid) else wd:ungroup(pgid) end
-    end,
+    on_group = tell_watchdog,
   }
   s = scheduler.new(spec, selected, {
     loop = parts.loop, out = parts.out, executor = ex,
@@ -104,11 +117,14 @@ local function make_scheduler(o, spec, selected, parts)
   return s
 end
 
--- Signals, orphans and the status line, through the loop.
+-- Signals, orphans and the status line, through the loop -> true | nil, message
 local function wire(loop, s, out)
   local report = require "lrun.report"
   for _, name in ipairs { "INT", "TERM", "HUP" } do
-    loop:signal(name, function(sig) s:shutdown(sig, "got SIG" .. name .. ", stopping jobs") end)
+    local ok, err = loop:signal(name, function(sig)
+      s:shutdown(sig, "got SIG" .. name .. ", stopping jobs")
+    end)
+    if not ok then return nil, "watching SIG" .. name .. ": " .. err end
   end
   -- Orphans re-parented to lrun (the subreaper) are reaped here; their going may
   -- empty a process group that lrun is waiting on.
@@ -124,6 +140,7 @@ local function wire(loop, s, out)
     end
     out:flush()   -- its sinks are io.stdout and io.stderr
   end)
+  return true
 end
 
 -- A daemon's extras: SIGUSR2 reopens the logs, PIDFILE.sock answers --status/--stop.
@@ -148,8 +165,15 @@ function M.run(o, spec, selected, d)
   -- Most of what a run allocates dies young (per-event tables, output chunks).
   collectgarbage("generational")
   local run_id = string.format("%x-%d", math.floor(core.realtime()), core.getpid())
-  local wd = watchdog.start(run_id)
-  local loop = loopmod.new()
+  -- Nothing is started without the watchdog and the loop: an OS failure here is
+  -- reported and the run fails (exit 1) with nothing started.
+  local wd, werr = watchdog.start(run_id)
+  if not wd then return M.fail_start(werr, d) end
+  local loop, lerr = loopmod.new()
+  if not loop then
+    wd:bye()
+    return M.fail_start("event loop: " .. lerr, d)
+  end
   -- Job output is written in whole lines and flushed by the loop before it blocks:
   -- a large buffer turns a 64 KiB chunk into one write instead of sixteen.
   io.stdout:setvbuf("full", 256 * 1024)
@@ -158,32 +182,38 @@ function M.run(o, spec, selected, d)
     log_dir = o.log_dir or spec.settings.log_dir, status = not o.quiet and not o.daemon,
   }
   -- Before the daemon is ready its launcher is still waiting: tell it why we stop.
-  local function early_fail(msg, ...)
+  local function early_fail(msg, code, ...)
     close_all(...)
-    eprint(msg)
-    if d then d:fail(msg) end
-    if wd then wd:bye() end
-    return 2
+    wd:bye()
+    loop:close()
+    return M.fail_start(msg, d, code)
   end
   local events, joblog, err = open_reports(o)
-  if err then return early_fail(err) end
+  if err then return early_fail(err, 2) end
   local s = make_scheduler(o, spec, selected, {
     loop = loop, out = out, run_id = run_id, watchdog = wd, events = events, joblog = joblog,
   })
-  wire(loop, s, out)
+  local wired, wire_err = wire(loop, s, out)
+  if not wired then return early_fail(wire_err, 1, events, joblog) end
   if d then
     local ok, derr = pcall(M.attach_daemon, d, loop, s)
-    if not ok then return early_fail(tostring(derr), events, joblog) end
+    if not ok then return early_fail(tostring(derr), 2, events, joblog) end
     d:ready()
   end
   local code = s:run()
   out:set_status(nil)
   out:flush()
   out:close()
+  if s.aborted then eprint(s.aborted) end
+  if out.write_error then
+    -- job output was lost on the way to lrun's own stdout/stderr
+    eprint("writing job output: " .. out.write_error)
+    if code == 0 then code = 1 end
+  end
   -- What escaped every process group (setsid grandchildren) goes too.
-  if wd then wd:reap_escapees(math.min(s.grace, 5), run_id) end
+  wd:reap_escapees(math.min(s.grace, 5), run_id)
   core.reap()
-  if wd then wd:bye() end
+  wd:bye()
   if not o.quiet then io.stderr:write(report.summary(s:results())) end
   close_all(events, joblog)
   if d then d:cleanup() end

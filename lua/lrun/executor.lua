@@ -108,11 +108,14 @@ local function argv_of(job)
   return { "/bin/sh", "-c", job.cmd }
 end
 
+-- -> true | nil, msg (epoll refused the descriptor: it is left to the caller)
 function Executor:_watch_pipe(h, fd, stream)
+  local ok, err = self.loop:watch(fd, "r", function() self:_drain(h, fd) end)
+  if not ok then return nil, "watching its output: " .. err end
   h.open_pipes = h.open_pipes + 1
   h.pipes[fd] = stream
   self.piped[h] = true
-  self.loop:watch(fd, "r", function() self:_drain(h, fd) end)
+  return true
 end
 
 function Executor:_close_pipe(h, fd)
@@ -204,23 +207,33 @@ function Executor:start(unit, hooks)
   if not copts then return nil, err end
   local fds, opened, readers = child_fds(unit.job, extra)
   if not fds then return nil, opened end
-  copts.fds = fds
-  local pid, serr, serrno = core.spawn(copts)
-  copts.fds = nil
+  local h = { unit = unit, hooks = hooks, pipes = {}, open_pipes = 0, bytes = 0 }
+  -- Our pipe ends are watched before the child exists: a refusal then costs no job.
+  local ok, werr = true, nil
+  for i, stream in ipairs { "stdout", "stderr" } do
+    if ok and readers[i] then ok, werr = self:_watch_pipe(h, readers[i], stream) end
+  end
+  local pid, serr, serrno
+  if ok then
+    copts.fds = fds
+    pid, serr, serrno = core.spawn(copts)
+    copts.fds = nil
+  else
+    serr = werr
+  end
   close_fds(opened, #opened)
   if not pid then
-    for _, r in pairs(readers) do core.close(r) end
+    for _, r in pairs(readers) do
+      if h.pipes[r] then self.loop:unwatch(r) end
+      core.close(r)
+    end
+    self.piped[h] = nil
     return nil, serr, serrno
   end
-  local h = {
-    unit = unit, pid = pid, pgid = pid, hooks = hooks, started = core.now(),
-    pipes = {}, open_pipes = 0, bytes = 0,
-  }
+  h.pid, h.pgid, h.started = pid, pid, core.now()
   self.handles[pid] = h
   self.groups[pid] = h
   if self.on_group then self.on_group(pid, true) end
-  if readers[1] then self:_watch_pipe(h, readers[1], "stdout") end
-  if readers[2] then self:_watch_pipe(h, readers[2], "stderr") end
   self.loop:child(pid, function(status) self:_exited(h, status) end)
   return h
 end

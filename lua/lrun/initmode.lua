@@ -177,10 +177,11 @@ function Init:begin_stop()
   end)
 end
 
+-- -> true | nil, message (the signal descriptor could not be made)
 function Init:forward_signals()
   local TERM, INT = core.signals.TERM, core.signals.INT
   for _, sig in ipairs(M.forwarded()) do
-    self.loop:signal(sig, function(s)
+    local ok, err = self.loop:signal(sig, function(s)
       if self.child and not self.status then
         self:say("forwarding %s to %d", signame(s), self.child.pid)
         core.kill(self.child.pid, s)
@@ -188,7 +189,9 @@ function Init:forward_signals()
         self:kill_phase("got " .. signame(s))
       end
     end)
+    if not ok then return nil, "watching " .. signame(sig) .. ": " .. err end
   end
+  return true
 end
 
 -- Descriptors lrun was given pass on to CMD (socket activation, a supervisor's
@@ -217,9 +220,18 @@ function M.main(opts)
   -- was given (opts.sigmask), not this one.
   local old_mask = core.sigmask("block", { "TTOU", "TTIN" })
   self.tty = foreground_tty()
-  self.loop = loopmod.new()
-  self:forward_signals()
-  local p, err, errno = self:spawn(opts)
+  local err, errno
+  self.loop, err = loopmod.new()
+  local ready = self.loop and true
+  if ready then ready, err = self:forward_signals() end
+  if not ready then   -- nothing started: say why, as tini does, and fail
+    if self.loop then self.loop:close() end
+    core.sigmask("set", old_mask)
+    eprint(err)
+    return 1
+  end
+  local p
+  p, err, errno = self:spawn(opts)
   if not p then
     if self.tty then core.tcsetpgrp(self.tty, core.getpgid(0)) end   -- the failed child had it
     self.loop:close()

@@ -244,7 +244,7 @@ function checks.tcp(self)
     end
     self:_own(fd)
     local give_up
-    self.loop:watch(fd, "w", function()
+    local ok, werr = self.loop:watch(fd, "w", function()
       local e = core.sockerror(fd)
       self:_cancel_timer(give_up)
       self:_close(fd)
@@ -252,6 +252,10 @@ function checks.tcp(self)
       self.last = string.format("connect %s:%d: %s", host, port, core.strerror(e or 0))
       self:_again(M.INTERVAL.tcp, attempt)
     end)
+    if not ok then
+      self:_close(fd)
+      return self:_fail("cannot watch the connection: " .. werr)
+    end
     give_up = self:_timer(M.CONNECT_TIMEOUT, function()
       self:_close(fd)
       self.last = string.format("connect %s:%d: no answer in %g s", host, port, M.CONNECT_TIMEOUT)
@@ -345,10 +349,16 @@ function checks.fn(self)
   call()
 end
 
+-- Watch fd for reading, or fail the probe when epoll refuses it.
+function Probe:_watch_or_fail(fd, fn)
+  local ok, err = self.loop:watch(fd, "r", fn)
+  if not ok then self:_fail("cannot watch the notify descriptor: " .. err) end
+end
+
 function checks.notify_fd(self)
   local fd = assert(self.notify_r, "ready: spawn_opts() was not called")
   self.last = "no newline on the notify fd yet"
-  self.loop:watch(fd, "r", function()
+  return self:_watch_or_fail(fd, function()
     while self.state == "probing" do
       local data = core.read(fd, 4096)
       if data == false then return end                    -- drained for now
@@ -364,7 +374,7 @@ end
 function checks.notify_systemd(self)
   local fd = assert(self.sock, "ready: spawn_opts() was not called")
   self.last = "no READY=1 on the notify socket yet"
-  self.loop:watch(fd, "r", function()
+  return self:_watch_or_fail(fd, function()
     while self.state == "probing" do
       local msg = core.recv(fd, 4096)
       if not msg then return end                           -- drained (false) or error

@@ -61,10 +61,13 @@ local function serve(rfd, run_id)
   M.sweep(run_id, "KILL")
 end
 
--- Fork the watchdog. Returns an object with :group(pgid), :ungroup(pgid), :bye().
+-- Fork the watchdog. Returns an object with :group(pgid), :ungroup(pgid), :bye(),
+-- or nil, message: without it lrun could not keep its promise that nothing it
+-- started outlives it, so it does not start a run.
 function M.start(run_id)
-  local r, w = assert(core.pipe())
-  local pid = core.fork()
+  local r, w, errno = core.pipe()
+  if not r then return nil, "watchdog: " .. w, errno end
+  local pid, ferr = core.fork()
   if pid == 0 then
     -- The watchdog must not die of what lrun's process group receives (^C), and
     -- must hold nothing of lrun's open (a pipe a caller reads to EOF, say).
@@ -86,18 +89,21 @@ function M.start(run_id)
   core.close(r)
   if not pid then
     core.close(w)
-    return nil
+    return nil, "watchdog: " .. tostring(ferr)
   end
   return setmetatable({ fd = w, pid = pid }, { __index = M })
 end
 
-function M:group(pgid)
-  if self.fd then core.write(self.fd, "+" .. pgid .. "\n") end
+-- Tell the watchdog a line -> true | nil, message (it did not hear it).
+local function tell(self, line)
+  if not self.fd then return true end
+  local n, err = core.write(self.fd, line)
+  if n == #line then return true end
+  return nil, "watchdog: " .. (err or "short write")
 end
 
-function M:ungroup(pgid)
-  if self.fd then core.write(self.fd, "-" .. pgid .. "\n") end
-end
+function M:group(pgid) return tell(self, "+" .. pgid .. "\n") end
+function M:ungroup(pgid) return tell(self, "-" .. pgid .. "\n") end
 
 -- A clean end: the watchdog exits at once and is reaped here, so it never lingers
 -- as a zombie under whoever reaps for lrun's parent.

@@ -169,9 +169,11 @@ local function emit(self, job, si, a, b, c)
     job.group:add(si, c and a .. b .. c or b and a .. b or a)
   else
     if self.line.shown then self.line:erase() end
-    if c then self.sinks[si]:write(a, b, c)
-    elseif b then self.sinks[si]:write(a, b)
-    else self.sinks[si]:write(a) end
+    local ok, err
+    if c then ok, err = self.sinks[si]:write(a, b, c)
+    elseif b then ok, err = self.sinks[si]:write(a, b)
+    else ok, err = self.sinks[si]:write(a) end
+    if ok == nil and err then self:_failed(err) end
   end
 end
 
@@ -302,11 +304,20 @@ function Output:set_status(text)
   self.line:set(text)
 end
 
+-- A write to stdout/stderr failed (a full disk, EIO, a closed pipe): output is being
+-- lost. The first error is kept for the end of the run (out.write_error), where lrun
+-- reports it and fails the run; the jobs carry on.
+function Output:_failed(err)
+  self.write_error = self.write_error or tostring(err)
+end
+
 function Output:flush()
-  self.sinks[1]:flush()
+  local ok, err = self.sinks[1]:flush()
+  if ok == nil and err then self:_failed(err) end
   if self.logs then self.logs:flush() end
   if self.status_on and self.at_bol then self.line:draw() end
-  self.sinks[2]:flush()
+  ok, err = self.sinks[2]:flush()
+  if ok == nil and err then self:_failed(err) end
 end
 
 -- Emits whatever is still held (partial lines, group buffers, in registration

@@ -6,6 +6,7 @@
 --   local s = scheduler.new(spec, selected, { loop =, out =, executor =, jobs =, ... })
 --   local code = s:run()          -- to the end; the exit code of the run
 --   s:shutdown(sig, why)          -- as on SIGTERM (sig = 15) or a stop request (nil)
+--   s:abort(why)                  -- a shutdown that fails the run
 --   s:orphan_reaped()             -- a re-parented orphan ended: a group may be empty
 --   s:results(), s:states(), s:counts()
 --
@@ -344,6 +345,13 @@ function Scheduler:_stop_some()
   end
 end
 
+-- Stop everything because lrun itself cannot go on safely (a watchdog that no longer
+-- hears, say): like a stop request, and the run fails whatever the jobs did.
+function Scheduler:abort(why)
+  self.aborted = why
+  self:shutdown(nil, why)
+end
+
 -- Stop everything: `signal` (a number) when lrun was signalled, else nil.
 function Scheduler:shutdown(signal, why)
   if self.shutting then
@@ -393,6 +401,7 @@ function Scheduler:run()
   self.loop:run(function() return self:finished() end)
   self.ex:close()
   if self.shutting and self.shutting.signal then return 128 + self.shutting.signal end
+  if self.aborted then return 1 end
   for _, u in ipairs(self.units) do
     if u.state ~= "ok" and not (u.service and u.state == "stopped") and not u.benign then
       return 1
