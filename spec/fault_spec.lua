@@ -45,6 +45,8 @@ local function lrun_with(t, dir, fault)
     FAULT_COUNT = tostring(fault.count or 1), FAULT_ERRNO = fault.errno or "ENOMEM",
     FAULT_LOG = dir .. "/log",
   }
+  -- make sanitize: the shim comes before the ASan runtime linked into lua5.4
+  if H.sanitize then env.ASAN_OPTIONS = (env.ASAN_OPTIONS or "") .. ":verify_asan_link_order=0" end
   local r, w = assert(core.pipe())
   local pid = t:cspawn { argv = { "lua5.4", H.root .. "/scripts/lrun", "--color", "never",
     dir .. "/jobs.lua" }, env = env, fds = { [1] = w, [2] = w } }
