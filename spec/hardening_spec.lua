@@ -77,6 +77,13 @@ describe("hardening (issue 9)", function()
       assert.matches("^false\t.*groups: more than 65536 entries\n$", out)
     end)
 
+    it("a signal set whose __len is huge raises at once", function()
+      local sigs = setmetatable({}, { __len = function() return 1 << 62 end,
+        __index = function() return "TERM" end })
+      raises("too many signals", core.spawn, { argv = { "true" }, sigmask = sigs })
+      raises("too many signals", core.sigmask, "block", sigs)
+    end)
+
     it("exec bounds argv the same way", function()
       local out, st = run_lua [[
         local argv = setmetatable({}, { __len = function() return 1 << 61 end,
