@@ -154,6 +154,27 @@ describe("hardening (issue 9)", function()
       raises("out of range", core.spawn, { argv = { "true" }, uid = -1 })
     end)
 
+    it("a change of ids that did not take fails the spawn with EPERM", function()
+      if not root then
+        pending("needs root to change ids")
+        return
+      end
+      -- setresuid and setresgid made to return 0 without doing anything
+      for _, c in ipairs { { "setresuid=0", "uid = 65534", "setuid 65534" },
+                           { "setresgid=0", "gid = 65534", "setgid 65534" } } do
+        local out, st = run_lua(string.format([[
+          print(core.spawn { argv = { "true" }, %s })
+        ]], c[2]), { testprog("seccomp-enosys"), c[1] })
+        if st.how == "exit" and st.code == 77 then
+          pending("no seccomp filter here: " .. out)
+          return
+        end
+        assert.exited(0, st, out)
+        assert.equal("nil\tspawn true: " .. c[3] .. ": Operation not permitted\t"
+          .. core.errno.EPERM .. "\n", out)
+      end
+    end)
+
     it("the largest id is taken as it is", function()
       if not root then
         pending("needs root to change ids")

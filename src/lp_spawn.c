@@ -396,8 +396,10 @@ static int push_child_error(lua_State *L, struct req *r) {
   case ST_TCSETPGRP:
     return lp_failf(L, r->err, "spawn %s: tcsetpgrp %d", r->file, r->arg);
   case ST_SETGROUPS: return lp_failf(L, r->err, "spawn %s: setgroups", r->file);
-  case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %u", r->file, (unsigned)r->arg);
-  case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %u", r->file, (unsigned)r->arg);
+  case ST_SETGID:
+    return lp_failf(L, r->err, "spawn %s: setgid %I", r->file, (lua_Integer)(unsigned)r->arg);
+  case ST_SETUID:
+    return lp_failf(L, r->err, "spawn %s: setuid %I", r->file, (lua_Integer)(unsigned)r->arg);
   case ST_PDEATHSIG: return lp_failf(L, r->err, "spawn %s: prctl", r->file);
   default: return lp_failf(L, r->err, "spawn %s", r->file);
   }
