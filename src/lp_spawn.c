@@ -396,8 +396,10 @@ static int push_child_error(lua_State *L, struct req *r) {
   case ST_TCSETPGRP:
     return lp_failf(L, r->err, "spawn %s: tcsetpgrp %d", r->file, r->arg);
   case ST_SETGROUPS: return lp_failf(L, r->err, "spawn %s: setgroups", r->file);
-  case ST_SETGID: return lp_failf(L, r->err, "spawn %s: setgid %u", r->file, (unsigned)r->arg);
-  case ST_SETUID: return lp_failf(L, r->err, "spawn %s: setuid %u", r->file, (unsigned)r->arg);
+  case ST_SETGID:
+    return lp_failf(L, r->err, "spawn %s: setgid %I", r->file, (lua_Integer)(unsigned)r->arg);
+  case ST_SETUID:
+    return lp_failf(L, r->err, "spawn %s: setuid %I", r->file, (lua_Integer)(unsigned)r->arg);
   case ST_PDEATHSIG: return lp_failf(L, r->err, "spawn %s: prctl", r->file);
   default: return lp_failf(L, r->err, "spawn %s", r->file);
   }
@@ -490,6 +492,8 @@ static void note_path(const char *kv, const char **path) {
   if (!*path && kv[0] == 'P' && strncmp(kv, "PATH=", 5) == 0) *path = kv + 5;
 }
 
+static void env_map(lua_State *L, int idx, int anchor, char **envp, const char **path);
+
 /* envp from an array {"K=V"} or a map {K=V} (whose "K=V" strings are made here), read
  * raw. Every string stays referenced (see keep). Sets *path to the env's first PATH,
  * if any. NULL (E2BIG) for too many entries. */
@@ -528,6 +532,14 @@ static char **check_env(lua_State *L, int idx, const char **path) {
     lua_createtable(L, (int)n, 0);
     anchor = lua_gettop(L);
   }
+  env_map(L, idx, anchor, envp, path);
+  return envp;
+}
+
+/* The "K=V" strings of a map env (and of the "K=V" values it may also hold), made
+ * and kept in the anchor table, into envp. */
+static void env_map(lua_State *L, int idx, int anchor, char **envp, const char **path) {
+  lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) == LUA_TSTRING) {
@@ -548,7 +560,6 @@ static char **check_env(lua_State *L, int idx, const char **path) {
     note_path(kv, path);
   }
   envp[i] = NULL;
-  return envp;
 }
 
 static const char *default_path(void) {
@@ -736,6 +747,54 @@ static void check_signals(lua_State *L, const int at[OPT_N], struct req *r) {
   }
 }
 
+/* fds, close_fds, setsid, pgid, pdeathsig, umask, limits. */
+static void check_process(lua_State *L, const int at[OPT_N], struct req *r) {
+  if (at[OPT_FDS]) {
+    if (lua_type(L, at[OPT_FDS]) != LUA_TTABLE) luaL_error(L, "spawn: fds must be a table");
+    check_fds(L, at[OPT_FDS], r);
+  }
+  r->close_fds = optbool(L, at[OPT_CLOSE_FDS], 1);
+  r->setsid = optbool(L, at[OPT_SETSID], 0);
+  if (at[OPT_PGID]) {
+    r->pgid_set = 1;
+    lua_Integer pgid = optint(L, at[OPT_PGID], "pgid");
+    if (pgid < 0 || pgid > INT_MAX) luaL_error(L, "spawn: pgid out of range");
+    r->pgid = (pid_t)pgid;
+  }
+  if (at[OPT_PDEATHSIG]) {
+    r->pdeathsig = lp_tosig(L, at[OPT_PDEATHSIG]);
+    if (r->pdeathsig <= 0)
+      luaL_error(L, "spawn: pdeathsig: unknown signal '%s'",
+                 luaL_tolstring(L, at[OPT_PDEATHSIG], NULL));
+    r->parent = getpid();   /* each time: a fork by other code makes a cache stale */
+  }
+  if (at[OPT_UMASK]) {
+    r->umask_set = 1;
+    r->mask = (mode_t)optint(L, at[OPT_UMASK], "umask") & 0777;
+  }
+  if (at[OPT_LIMITS]) {
+    if (lua_type(L, at[OPT_LIMITS]) != LUA_TTABLE) luaL_error(L, "spawn: limits must be a table");
+    check_limits(L, at[OPT_LIMITS], r);
+  }
+}
+
+/* The child has run: its pid (and pidfd), or its failure once it is reaped. */
+static int spawn_result(lua_State *L, struct req *r, pid_t pid, int pidfd, int want_pidfd) {
+  if (pid < 0) return lp_failf(L, errno, "spawn %s", r->file);
+  if (r->err) {
+    int st;
+    LP_RETRY(waitpid(pid, &st, 0));
+    if (pidfd >= 0) close(pidfd);
+    return push_child_error(L, r);
+  }
+  lua_pushinteger(L, pid);
+  if (!want_pidfd) return 1;
+  if (pidfd < 0) pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) lua_pushnil(L);
+  else lua_pushinteger(L, pidfd);
+  return 2;
+}
+
 static int l_spawn(lua_State *L) {
   struct req r;
   memset(&r, 0, sizeof r);
@@ -761,34 +820,7 @@ static int l_spawn(lua_State *L) {
   /* PATH is only searched for a name without a slash: no getenv otherwise. */
   if (!r.path_env && !strchr(r.file, '/')) r.path_env = default_path();
   r.cwd = optstr(L, at[OPT_CWD], "cwd", NULL);
-  if (at[OPT_FDS]) {
-    if (lua_type(L, at[OPT_FDS]) != LUA_TTABLE) return luaL_error(L, "spawn: fds must be a table");
-    check_fds(L, at[OPT_FDS], &r);
-  }
-  r.close_fds = optbool(L, at[OPT_CLOSE_FDS], 1);
-  r.setsid = optbool(L, at[OPT_SETSID], 0);
-  if (at[OPT_PGID]) {
-    r.pgid_set = 1;
-    lua_Integer pgid = optint(L, at[OPT_PGID], "pgid");
-    if (pgid < 0 || pgid > INT_MAX) return luaL_error(L, "spawn: pgid out of range");
-    r.pgid = (pid_t)pgid;
-  }
-  if (at[OPT_PDEATHSIG]) {
-    r.pdeathsig = lp_tosig(L, at[OPT_PDEATHSIG]);
-    if (r.pdeathsig <= 0)
-      return luaL_error(L, "spawn: pdeathsig: unknown signal '%s'",
-                        luaL_tolstring(L, at[OPT_PDEATHSIG], NULL));
-    r.parent = getpid();
-  }
-  if (at[OPT_UMASK]) {
-    r.umask_set = 1;
-    r.mask = (mode_t)optint(L, at[OPT_UMASK], "umask") & 0777;
-  }
-  if (at[OPT_LIMITS]) {
-    if (lua_type(L, at[OPT_LIMITS]) != LUA_TTABLE)
-      return luaL_error(L, "spawn: limits must be a table");
-    check_limits(L, at[OPT_LIMITS], &r);
-  }
+  check_process(L, at, &r);
   check_credentials(L, at, &r);
   check_signals(L, at, &r);
   int want_pidfd = optbool(L, at[OPT_PIDFD], 0);
@@ -809,19 +841,7 @@ static int l_spawn(lua_State *L) {
       pidfd = -1;
     }
   }
-  if (pid < 0) return lp_failf(L, errno, "spawn %s", r.file);
-  if (r.err) {
-    int st;
-    LP_RETRY(waitpid(pid, &st, 0));
-    if (pidfd >= 0) close(pidfd);
-    return push_child_error(L, &r);
-  }
-  lua_pushinteger(L, pid);
-  if (!want_pidfd) return 1;
-  if (pidfd < 0) pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (pidfd < 0) lua_pushnil(L);
-  else lua_pushinteger(L, pidfd);
-  return 2;
+  return spawn_result(L, &r, pid, pidfd, want_pidfd);
 }
 
 static int l_fork(lua_State *L) {

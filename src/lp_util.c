@@ -116,6 +116,7 @@ void lp_checksigset(lua_State *L, int idx, sigset_t *set) {
     return;
   }
   lua_Integer n = luaL_len(L, idx);
+  if (n > 4 * NSIG) luaL_error(L, "too many signals (%I)", n);   /* a hostile __len */
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, idx, i);
     int sig = lp_tosig(L, -1);

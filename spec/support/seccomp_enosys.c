@@ -3,6 +3,8 @@
  * an older kernel or under an older container runtime's seccomp profile.
  *
  *   seccomp-enosys close_range[,clone3,...] PROGRAM [ARGS...]
+ *   seccomp-enosys setresuid=0 PROGRAM ...   returns 0 without doing anything: a
+ *                                            credential change that does not take
  *
  * The filter is inherited across exec and fork. Exit 77 when this architecture or
  * kernel cannot do it.
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/audit.h>
@@ -37,6 +40,9 @@ static const struct { const char *name; long nr; } calls[] = {
   {"pidfd_open", SYS_pidfd_open},
 #endif
   {"signalfd4", SYS_signalfd4},
+  {"setresuid", SYS_setresuid},
+  {"setresgid", SYS_setresgid},
+  {"setgroups", SYS_setgroups},
   {NULL, 0}
 };
 
@@ -59,6 +65,12 @@ int main(int argc, char **argv) {
   char list[256];
   snprintf(list, sizeof list, "%s", argv[1]);
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+    unsigned err = ENOSYS;
+    char *eq = strchr(name, '=');
+    if (eq) {
+      *eq = '\0';
+      err = (unsigned)atoi(eq + 1);
+    }
     int k = 0;
     while (calls[k].name && strcmp(calls[k].name, name) != 0) k++;
     if (!calls[k].name || n > 58) {
@@ -66,7 +78,7 @@ int main(int argc, char **argv) {
       return 2;
     }
     f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[k].nr, 0, 1);
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & 0xffff));
   }
   f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   struct sock_fprog prog = { (unsigned short)n, f };
