@@ -6,8 +6,7 @@
 --
 -- The Nth call is counted in lrun as it is now: the calls lrun makes before its first
 -- job starts (its watchdog pipe, the signal watcher re-made for each handled signal)
--- decide which call N hits. Cases marked `bug` are lrun defects (lua/, not the core):
--- they are pending until lrun is fixed, with what goes wrong.
+-- decide which call N hits.
 local H = require "helper"
 local core = H.core
 
@@ -72,37 +71,29 @@ end
 
 local CASES = {
   { call = "clone", nth = 1, count = 0,
-    why = "no job can be started: each one fails, lrun says so" },
-  { call = "clone", nth = 2, why = "the second job cannot be started; the first ends" },
+    why = "no job can ever be started: each is retried for a while, then fails" },
+  { call = "clone", nth = 2, errno = "EPERM",
+    why = "the second job cannot be started (not transient); the first ends" },
+  { call = "clone", nth = 2, errno = "EAGAIN", ok = "trying again",
+    why = "a transient failure (hardening 14) is retried, once said, and the run succeeds" },
   { call = "pipe2", nth = 2, why = "a job's output pipe cannot be made" },
-  { call = "pipe2", nth = 1, bug = "lrun.watchdog.start asserts core.pipe() " ..
-    "(watchdog.lua:69): 'lrun: internal error' with a traceback, exit 70" },
-  { call = "signalfd", nth = 1, bug = "lprocess.loop:_rewatch_signals asserts " ..
-    "core.sigwatch() (loop.lua:96): 'lrun: internal error' with a traceback, exit 70" },
-  { call = "epoll_ctl", nth = 7, bug = "lprocess.loop:_rewatch_signals ignores the " ..
-    "result of ep:add/ep:del for the signal descriptor (loop.lua:98, :101): when the " ..
-    "last add fails lrun never hears SIGCHLD, hangs after its jobs end, and SIGTERM " ..
-    "(blocked for the signalfd) cannot stop it: only SIGKILL does" },
-  { call = "epoll_ctl", nth = 8, bug = "lprocess.loop:watch asserts ep:add for a job's " ..
-    "output pipe (loop.lua:114, from executor.lua:121 _watch_pipe): 'lrun: internal " ..
-    "error' with a traceback, exit 70, instead of failing that job" },
-  { call = "write", nth = 1, bug = "lrun.watchdog's core.write of '+pgid' (watchdog.lua:98) " ..
-    "is not checked: the watchdog does not learn the group and lrun exits 0 without a " ..
-    "word; were lrun then killed, that job's group would survive" },
-  { call = "stdio", nth = 3, errno = "EIO", bug = "a failed write of job output to " ..
-    "lrun's stdout (fwrite/fflush through the output sinks) is not reported: the line " ..
-    "is lost and lrun exits 0" },
+  { call = "pipe2", nth = 1, why = "the watchdog's pipe: no run without it" },
+  { call = "signalfd", nth = 1, why = "the loop's signal descriptor: no run without it" },
+  { call = "epoll_ctl", nth = 6, why = "the signal descriptor remade for SIGHUP's " ..
+    "handler cannot be watched: lrun says so instead of never hearing SIGCHLD" },
+  { call = "epoll_ctl", nth = 8, why = "a job's output pipe cannot be watched: that " ..
+    "job fails before it starts" },
+  { call = "write", nth = 1, why = "the watchdog does not hear of a group: the run " ..
+    "stops and fails rather than leave a group a kill -9 of lrun would not reach" },
+  { call = "stdout", nth = 2, count = 0, errno = "EIO", why = "job output lost on lrun's stdout " ..
+    "fails the run, with a message" },
 }
 
 describe("lrun under fault injection", function()
   for _, c in ipairs(CASES) do
     local name = string.format("%s fails (call %d%s, %s): %s", c.call, c.nth,
-      c.count == 0 and " on" or "", c.errno or "ENOMEM", c.bug and "lrun bug" or c.why)
+      c.count == 0 and " on" or "", c.errno or "ENOMEM", c.why)
     it(name, function()
-      if c.bug then
-        pending(c.bug)
-        return
-      end
       local t = H.track(finally)
       local dir = H.tmpdir()
       t:defer(function() H.rm_rf(dir) end)   -- one finally per test: the tracker's
@@ -112,9 +103,14 @@ describe("lrun under fault injection", function()
       local out, st, fired, pids = lrun_with(t, dir, c)
       assert.is_true(#fired > 0, "the fault was never injected: " .. out)
       assert.is_table(st, "lrun did not end within 60 s: " .. out)
-      assert.is_true(st.how == "exit" and st.code ~= 0 and st.code ~= 70,
-        "want a failure exit (not 0, not 70), got " .. H.describe(st) .. "\n" .. out)
-      assert.matches("lrun: ", out)
+      if c.ok then
+        assert.is_true(st.how == "exit" and st.code == 0, H.describe(st) .. "\n" .. out)
+        assert.matches("lrun: .*" .. c.ok, out)
+      else
+        assert.is_true(st.how == "exit" and st.code ~= 0 and st.code ~= 70,
+          "want a failure exit (not 0, not 70), got " .. H.describe(st) .. "\n" .. out)
+        assert.matches("lrun: ", out)
+      end
       assert.is_nil(out:find("traceback", 1, true), out)
       assert.is_nil(out:find("internal error", 1, true), out)
 

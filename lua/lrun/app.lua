@@ -100,7 +100,10 @@ local function make_scheduler(o, spec, selected, parts)
   local function tell_watchdog(pgid, alive)
     local ok, err
     if alive then ok, err = wd:group(pgid) else ok, err = wd:ungroup(pgid) end
-    if not ok and not s.aborted then s:abort(err .. "; stopping every job") end
+    -- on the next turn: this runs inside the executor's start of the unit
+    if not ok then parts.loop:defer(function()
+      if not s.aborted then s:abort(err .. "; stopping every job") end
+    end) end
   end
   local ex = executor.new {
     loop = parts.loop, out = parts.out, env = core.environ(), run_id = parts.run_id,

@@ -3,6 +3,7 @@
  * calls of one libc function fail with a chosen errno, in the process that loaded it.
  *
  *   FAULT_CALL   clone | pipe2 | epoll_ctl | signalfd | write | stdio (fwrite, fflush)
+ *                | stdout (fwrite, fflush on stdout only: stderr still says why)
  *   FAULT_NTH    the first call to fail, counting from 1 (default 1)
  *   FAULT_COUNT  how many calls fail from there; 0: every one (default 1)
  *   FAULT_ERRNO  a name (EAGAIN, ENOMEM, EIO, ...) or a number (default EIO)
@@ -129,13 +130,13 @@ ssize_t write(int fd, const void *buf, size_t n) {
 }
 
 size_t fwrite(const void *p, size_t size, size_t n, FILE *f) {
-  if (inject("stdio")) return 0;
+  if (inject("stdio") || (f == stdout && inject("stdout"))) return 0;
   REAL(size_t, "fwrite", const void *, size_t, size_t, FILE *);
   return real(p, size, n, f);
 }
 
 int fflush(FILE *f) {
-  if (f && inject("stdio")) return EOF;
+  if (f && (inject("stdio") || (f == stdout && inject("stdout")))) return EOF;
   REAL(int, "fflush", FILE *);
   return real(f);
 }
