@@ -53,11 +53,13 @@ local CONDS = { "success", "done", "started", "ready", "failure" }
 local RESTARTS = { "no", "on-failure", "always" }
 local BUILTIN_POLICIES = { "no", "on-failure", "always" }
 local TOP_KEYS = { "settings", "jobs", "services", "policies" }
-local SETTINGS_KEYS = { "jobs", "keep_going", "exit_on_failure", "grace", "log_dir" }
+local SETTINGS_KEYS = { "jobs", "keep_going", "exit_on_failure", "grace", "log_dir",
+  "executor", "slurm" }
 local JOB_KEYS = { "name", "service", "cmd", "needs", "success_codes", "dir", "env",
   "env_file", "stdin", "stdout", "stderr", "timeout", "kill_signal", "kill_grace",
   "retries", "retry_delay", "restart", "backoff", "max_restarts", "ready",
-  "ready_timeout", "on_exit", "policy", "instances", "user", "group", "umask", "limits" }
+  "ready_timeout", "on_exit", "policy", "instances", "user", "group", "umask", "limits",
+  "executor", "slurm" }
 local READY_KINDS = { "tcp", "file", "log", "cmd", "fn", "notify" }
 local RLIMITS = { "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
   "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack" }
@@ -575,6 +577,38 @@ local BACKOFF_RULES = { min = MIN0, max = MIN0, factor = { min = 1 } }
 local LIMIT_KEYS, LIMIT_DEFAULTS = { "count", "within" }, { count = 5, within = 10 }
 local LIMIT_RULES = { count = INT_MIN0, within = ABOVE0 }
 
+-- executor = "local"|"slurm", slurm = { partition=, time=, ... } (lrun.slurm.sbatch
+-- turns them into options). `defaults` (settings' slurm) fill what a job leaves out.
+local EXECUTORS = { "local", "slurm" }
+local SLURM_KEYS = { "partition", "time", "mem", "cpus", "gpus", "account", "qos",
+  "constraint", "extra" }
+local SLURM_STRINGS = { partition = true, account = true, qos = true, constraint = true }
+local function check_slurm(c, v, defaults)
+  local out = {}
+  for k, d in pairs(defaults or {}) do out[k] = d end
+  if v == nil then return next(out) and out or nil end
+  if not c:typed("slurm", v, "a table", "table") then return out end
+  c:unknown_keys(v, SLURM_KEYS, "slurm")
+  for k, x in pairs(v) do
+    local key = "slurm." .. tostring(k)
+    if SLURM_STRINGS[k] then
+      if c:typed(key, x, "a string", "string") then out[k] = x end
+    elseif k == "time" or k == "mem" then   -- Slurm's own text, or seconds / MiB
+      if type(x) == "number" then out[k] = c:number(key, x, { above = 0 })
+      elseif c:typed(key, x, "a string or a number", "string") then out[k] = x end
+    elseif k == "cpus" or k == "gpus" then
+      out[k] = c:number(key, x, { int = true, min = 1 })
+    elseif k == "extra" and c:typed(key, x, "a list of strings", "table") then
+      local list = {}
+      for i, a in ipairs(x) do
+        if c:typed(key .. "[" .. i .. "]", a, "a string", "string") then list[i] = a end
+      end
+      out.extra = list
+    end
+  end
+  return out
+end
+
 local function check_job(entry, ctx)
   local t, c = entry.t, checker(ctx.errors, entry.kind .. " " .. show(entry.name),
     entry.where, entry.key_where)
@@ -657,6 +691,8 @@ local function check_job(entry, ctx)
   job.group = check_id(c, "group", t.group)
   job.umask = check_umask(c, t.umask)
   job.limits = check_limits(c, t.limits)
+  job.executor = c:enum("executor", t.executor, EXECUTORS)
+  job.slurm = check_slurm(c, t.slurm, ctx.slurm)
   return job
 end
 
@@ -946,6 +982,8 @@ local function check_settings(raw, spec_dir)
     out.exit_on_failure = c:bool("exit_on_failure", t.exit_on_failure, out.exit_on_failure)
     if t.grace ~= nil then out.grace = c:number("grace", t.grace, { min = 0 }) end
     if t.log_dir ~= nil then out.log_dir = c:path("log_dir", t.log_dir, spec_dir) end
+    out.executor = c:enum("executor", t.executor, EXECUTORS, out.executor)
+    if t.slurm ~= nil then out.slurm = check_slurm(c, t.slurm, out.slurm) end
   end
   return out
 end
@@ -980,7 +1018,8 @@ local function validate(raw)
   local policies, policy_names = check_policies(raw)
   spec.policies = policies
 
-  local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names }
+  local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names,
+    slurm = spec.settings.slurm }
   local kind_of, first_at = {}, {}
   for _, entry in ipairs(raw.entries) do
     local at = ("%s: %s %s: "):format(entry.where, entry.kind, show(entry.name))
