@@ -75,7 +75,8 @@ function M.new(spec, opts)
   end
   -- Every name up front, so prefixes are padded to one width from the first line.
   for _, u in ipairs(self.units) do opts.out:register(u.name) end
-  self.ex = executor.new {
+  -- hook: units whose job says executor = "slurm" go to lrun.slurm
+  self.ex = require("lrun.slurm").wrap(spec, opts, executor.new {
     loop = self.loop, out = self.out, env = opts.env or core.environ(),
     run_id = opts.run_id, grace = self.grace, on_group = opts.watchdog,
     on_leftover = function(u, pgid)
@@ -84,7 +85,7 @@ function M.new(spec, opts)
         u.name, pgid))
       self:_emit("leftover", u, { pgid = pgid })
     end,
-  }
+  })
   return self
 end
 
@@ -231,7 +232,8 @@ function Runner:_start(u)
   u.ever_started = true
   if self.verbose then self:_say(string.format("job %s: started (pid %d)", u.name, h.pid)) end
   self:_emit("start", u, { pid = h.pid })
-  if job.timeout then
+  -- hook: an executor whose units queue first (Slurm) arms the timeout once it runs
+  local function arm()
     u.timer = self.loop:timer(job.timeout, function()
       u.timer = nil
       if not LIVE[u.state] then return end
@@ -241,6 +243,9 @@ function Runner:_start(u)
       self:_emit("timeout", u, { after = job.timeout })
       self.ex:stop(h, job.kill_signal, self:_grace(job))
     end)
+  end
+  if job.timeout then
+    if h.defers_start then h.on_running = arm else arm() end
   end
   if probe then
     probe:after_spawn()
@@ -284,7 +289,10 @@ function Runner:_exited(u, status, h, spawn_err)
   if not u.service then self.running_jobs = self.running_jobs - 1 end
   u.status, u.spawn_error = status, spawn_err
   u.ended = core.now()
-  local runtime = u.ended - (u.started or u.ended)
+  -- hook: the executor's own word on the run (Slurm's elapsed, TIMEOUT, NODE_FAIL...)
+  if h and h.timed_out then u.timed_out = true end
+  spawn_err = spawn_err or (h and h.failure)
+  local runtime = h and h.elapsed or (u.ended - (u.started or u.ended))
   u.runtime = runtime
   local ok = is_success(job, status, u.stopping)
   u.cpu = status and status.rusage and (status.rusage.utime + status.rusage.stime) or nil
