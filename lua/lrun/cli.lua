@@ -30,6 +30,8 @@ usage: lrun [OPTIONS] [FILE] [TARGET...]
   -d, --daemon        run detached; with --pidfile FILE [--log FILE]
       --status        with --pidfile: is the daemon running? (0 yes, 3 no)
       --stop          with --pidfile: stop the daemon and wait for it to go
+      --executor NAME local (default) or slurm: each job a Slurm batch job
+      --cancel RUN_ID with --executor slurm: cancel the Slurm jobs of a run
       --init -- CMD   act as init/subreaper for one command (like tini);
                       -e CODE maps an extra exit code to 0 (repeatable)
       --version, -h, --help
@@ -56,6 +58,8 @@ local OPTIONS = {
   ["--status"] = { "status" },
   ["--stop"] = { "stop" },
   ["--init"] = { "init" },
+  ["--executor"] = { "executor", true },
+  ["--cancel"] = { "cancel", true },
   ["-e"] = { "success_code", true },
   ["--version"] = { "version" },
   ["-h"] = { "help" }, ["--help"] = { "help" },
@@ -139,6 +143,9 @@ function M.parse(argv)
   o.color = o.color or "auto"
   if o.color ~= "auto" and o.color ~= "always" and o.color ~= "never" then
     return usage_error("--color must be auto, always or never, got '" .. o.color .. "'")
+  end
+  if o.executor and o.executor ~= "local" and o.executor ~= "slurm" then
+    return usage_error("--executor must be local or slurm, got '" .. o.executor .. "'")
   end
   if (o.status or o.stop or o.daemon) and not o.pidfile and not o.daemon then
     return usage_error((o.status and "--status" or "--stop") .. " needs --pidfile FILE")
@@ -248,8 +255,12 @@ local function run(o, spec, targets, daemon_handle)
     if not joblog then close_writers(events); return early_fail(err) end
   end
   local r
+  -- hook: Slurm decides how many of its jobs run at once unless -j says otherwise
+  local slurm = require("lrun.slurm").uses_slurm(spec)
   r, err = runner_mod.new(spec, {
-    loop = loop, out = out, jobs = o.jobs or spec.settings.jobs or cpu_count(),
+    slurm_dir = o.log_dir,
+    loop = loop, out = out,
+    jobs = o.jobs or spec.settings.jobs or (slurm and math.maxinteger or cpu_count()),
     keep_going = o.keep_going, grace = o.grace, targets = targets, events = events,
     joblog = joblog, run_id = run_id, verbose = o.verbose,
     watchdog = wd and function(pgid, alive)
@@ -344,15 +355,33 @@ function M.main(argv)
   if o.help then io.stdout:write(USAGE) return 0 end
   if o.version then io.stdout:write("lrun ", M.VERSION, "\n") return 0 end
   if o.status or o.stop then return daemon_cmds(o) end
+  if o.cancel then   -- hook: lrun --executor slurm --cancel RUN_ID
+    return require("lrun.slurm.admin").cancel_run(o.cancel, eprint)
+  end
   if o.init then return init_mode(o) end
   local spec, targets = load_spec(o)
   if not spec then eprint(targets); return 2 end
   local graph = require "lrun.graph"
   local selected, serr = graph.select(spec, targets)
   if not selected then eprint(serr); return 2 end
-  if o.dry_run then io.stdout:write(graph.plan(spec, selected)) return 0 end
+  -- hook: --executor slurm, its -n lines and its checks before anything is submitted
+  if o.executor then spec.settings.executor = o.executor end
+  local slurm = require "lrun.slurm"
+  local uses_slurm = slurm.uses_slurm(spec, selected)
+  if o.dry_run then
+    io.stdout:write(graph.plan(spec, selected))
+    if uses_slurm then
+      io.stdout:write(require("lrun.slurm.admin").dry_run(spec, selected, "RUN_ID",
+        slurm.out_dir(o.log_dir or spec.settings.log_dir, "RUN_ID")))
+    end
+    return 0
+  end
   if o.graph then io.stdout:write(graph.dot(spec, selected)) return 0 end
   if o.list then print_list(spec) return 0 end
+  if uses_slurm then
+    local ok, perr = require("lrun.slurm.admin").preflight()
+    if not ok then eprint(perr); return 2 end
+  end
   local d
   if o.daemon then
     if not o.pidfile then eprint("--daemon needs --pidfile FILE"); return 2 end
