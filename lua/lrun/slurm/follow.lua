@@ -12,6 +12,9 @@ local Follow = {}
 Follow.__index = Follow
 
 local CHUNK = 65536
+-- slurmstepd's own line in a cancelled job's stderr ("slurmstepd-node: error: *** JOB
+-- 75 ON node CANCELLED AT ... ***"): lrun says why it stopped the job, as locally.
+local STEPD_CANCEL = "slurmstepd[^\n:]*: error: %*%*%* JOB %d+ ON %S+ CANCELLED AT [^\n]*\n"
 
 function M.new(out, name, stream, path)
   return setmetatable({ out = out, name = name, stream = stream, path = path, offset = 0 },
@@ -27,8 +30,9 @@ function Follow:poll()
   while true do
     local data = f:read(CHUNK)
     if not data then break end
-    self.out:feed(self.name, self.stream, data)
     n = n + #data
+    if self.stream == "stderr" then data = data:gsub(STEPD_CANCEL, "") end
+    if data ~= "" then self.out:feed(self.name, self.stream, data) end
   end
   f:close()
   self.offset = self.offset + n

@@ -1,0 +1,323 @@
+-- `lrun --executor slurm` against a real single-node Slurm cluster (munged +
+-- slurmctld + slurmd on 127.0.0.1, started by scripts/slurm-cluster, or reused when
+-- one already answers). No mock: jobs go through sbatch, run under slurmstepd, and
+-- their state comes back through squeue.
+--
+-- * the examples give the same exit code, skip set, joblog exit values and output
+--   lines as a local run;
+-- * a failing job skips its dependents; retries; a timeout; instances and the
+--   variables and directory a job runs with;
+-- * ^C cancels every job (squeue and ps show nothing of them), --cancel RUN_ID
+--   after lrun was SIGKILLed;
+-- * bad configurations (no sbatch, SLURM_CONF unset, controller down) exit 2 with
+--   nothing submitted; -n prints the sbatch lines.
+--
+-- Where Slurm is not installed (or we are not root, which its daemons need here)
+-- every test is skipped with that reason; .ci/run installs it.
+local H = require "helper"
+local lp = require "lprocess"
+local core = require "lprocess.core"
+local cjson = require "cjson"
+
+local ROOT = core.getcwd()
+local LRUN = ROOT .. "/scripts/lrun"
+local CLUSTER = ROOT .. "/scripts/slurm-cluster"
+local TIMEOUT = 120
+
+local SKIP, CONF, STARTED
+
+local function lines_of(s)
+  local t = {}
+  for line in s:gmatch("[^\n]+") do t[#t + 1] = line end
+  return t
+end
+
+local function sorted(t)
+  local c = table.move(t, 1, #t, 1, {})
+  table.sort(c)
+  return c
+end
+
+local function sh(cmd, setenv)
+  local res = assert(lp.run { "/bin/sh", "-c", cmd, setenv = setenv, timeout = 60 })
+  return res.status.how == "exit" and res.status.code or -1, res.stdout, res.stderr
+end
+
+-- scripts/lrun ARGS...; -> { code =, stdout =, stderr =, out = {lines} }
+local function lrun(args, setenv)
+  local e = { NO_COLOR = "1", SLURM_CONF = CONF }
+  for k, v in pairs(setenv or {}) do e[k] = v end
+  local opts = { LRUN, "--color", "never", cwd = ROOT, setenv = e,
+    timeout = TIMEOUT }
+  for _, a in ipairs(args) do opts[#opts + 1] = a end
+  local res = assert(lp.run(opts))
+  assert(not res.timed_out, "lrun ran past " .. TIMEOUT .. "s: " .. res.stderr)
+  local st = res.status
+  return { code = st.how == "exit" and st.code or ("SIG" .. tostring(st.signame)),
+    stdout = res.stdout, stderr = res.stderr, out = lines_of(res.stdout) }
+end
+
+local function show(r)
+  return ("\n--- exit %s\n--- stdout:\n%s--- stderr:\n%s"):format(r.code, r.stdout, r.stderr)
+end
+
+local function tmpdir()
+  local d = H.tmpdir()
+  finally(function() H.rm_rf(d) end)
+  return d
+end
+
+-- The run's events: skipped unit names (sorted), and results by unit.
+local function events_of(path)
+  local skips = {}
+  for line in io.lines(path) do
+    local ev = cjson.decode(line)
+    if ev.event == "skip" then skips[#skips + 1] = ev.job end
+  end
+  table.sort(skips)
+  return skips
+end
+
+-- Joblog exit values, as "exitval signal command" lines, sorted.
+local function joblog_of(path)
+  local rows = {}
+  local first = true
+  for line in io.lines(path) do
+    if not first then
+      local f = {}
+      for field in (line .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = field end
+      rows[#rows + 1] = f[7] .. " " .. f[8] .. " " .. f[9]
+    end
+    first = false
+  end
+  table.sort(rows)
+  return rows
+end
+
+-- Jobs of ours that Slurm still lists as queued or running (names carry `tag`).
+local function live_jobs(tag)
+  local _, out = sh("squeue -h -o '%i %j %T'", { SLURM_CONF = CONF })
+  local live = {}
+  for line in out:gmatch("[^\n]+") do
+    if line:find(tag, 1, true) then live[#live + 1] = line end
+  end
+  return live
+end
+
+local function procs(pattern)
+  local _, out = sh("pgrep -af " .. "'" .. pattern .. "' | grep -v pgrep || true")
+  return out
+end
+
+-- A job file written to a fresh directory.
+local function jobfile(dir, text)
+  local path = dir .. "/jobs.lua"
+  H.spit(path, text)
+  return path
+end
+
+local function cluster_up()
+  if core.geteuid() ~= 0 then return "Slurm's daemons need root here" end
+  local code = sh("command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged")
+  if code ~= 0 then
+    return "Slurm is not installed (apt-get install slurmctld slurmd slurm-client munge)"
+  end
+  local already = sh(CLUSTER .. " status") == 0
+  local c, out, err = sh(CLUSTER .. " up")
+  if c ~= 0 then error("scripts/slurm-cluster up failed: " .. out .. err) end
+  CONF = out:match("SLURM_CONF=(%S+)")
+  STARTED = not already
+  return nil
+end
+
+describe("lrun --executor slurm", function()
+  setup(function() SKIP = cluster_up() end)
+  teardown(function()
+    if STARTED and os.getenv("LRUN_SLURM_KEEP") == nil then sh(CLUSTER .. " down") end
+  end)
+
+  local function need_cluster()
+    if SKIP then pending(SKIP) return false end
+    return true
+  end
+
+  describe("runs the examples as a local run does", function()
+    for _, ex in ipairs { "demo.lua", "fanout.lua", "pipeline.yaml" } do
+      it(ex, function()
+        if not need_cluster() then return end
+        local d = tmpdir()
+        local env = { WORK = d .. "/work", TMPDIR = d }
+        local runs = {}
+        for _, mode in ipairs { "local", "slurm" } do
+          local args = { "--executor", mode, "--events", d .. "/" .. mode .. ".events",
+            "--joblog", d .. "/" .. mode .. ".joblog", "--log-dir", d .. "/" .. mode,
+            "examples/" .. ex }
+          runs[mode] = lrun(args, env)
+        end
+        local l, s = runs["local"], runs.slurm
+        assert(l.code == 0, show(l))
+        assert(s.code == l.code, show(s))
+        assert.same(sorted(l.out), sorted(s.out))
+        assert.same(events_of(d .. "/local.events"), events_of(d .. "/slurm.events"))
+        assert.same(joblog_of(d .. "/local.joblog"), joblog_of(d .. "/slurm.joblog"))
+        assert.matches("slurm: run %S+", s.stderr)
+      end)
+    end
+  end)
+
+  it("skips the dependents of a failing job, and carries env, dir and LRUN_*", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local file = jobfile(d, [==[
+      job "bad" { cmd = "echo about to fail; exit 3" }
+      job "after" { "echo", "never", needs = "bad" }
+      job "also" { "echo", "never either", needs = "after" }
+      job "vars" {
+        cmd = [=[echo "$LRUN_JOB $LRUN_INSTANCE $GREETING $(pwd)"; test -n "$LRUN_RUN_ID"]=],
+        env = { GREETING = "hello, world's" }, dir = "/tmp", instances = 2,
+      }
+    ]==])
+    local r = lrun({ "--executor", "slurm", "-k", "--events", d .. "/ev", "--joblog",
+      d .. "/log", "--log-dir", d .. "/out", file })
+    assert(r.code == 1, show(r))
+    assert.same({ "after", "also" }, events_of(d .. "/ev"))
+    assert.same({ "bad    | about to fail", "vars.0 | vars 0 hello, world's /tmp",
+      "vars.1 | vars 1 hello, world's /tmp" }, sorted(r.out))
+    local codes = joblog_of(d .. "/log")
+    assert.equal("3 0 echo about to fail; exit 3", codes[#codes])
+    assert.matches("job bad: failed %(exit 3%)", r.stderr)
+  end)
+
+  it("retries a failed job, resubmitting it", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local file = jobfile(d, ([==[
+      job "flaky" {
+        cmd = [=[n=$(cat %s/n 2>/dev/null || echo 0); echo $((n+1)) > %s/n
+                 echo "try $n"; [ "$n" -ge 2 ]]=],
+        retries = 3, retry_delay = 0.2,
+      }
+
+    ]==]):format(d, d))
+    local r = lrun({ "--executor", "slurm", "--log-dir", d .. "/out", file })
+    assert(r.code == 0, show(r))
+    assert.same({ "flaky | try 0", "flaky | try 1", "flaky | try 2" }, r.out)
+    assert.matches("ok %(3 attempts%)", r.stderr)
+  end)
+
+  it("kills a job past its timeout, which counts from its start", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-to-" .. core.getpid()
+    local file = jobfile(d, ([==[
+      job "%s" { cmd = "echo started; sleep 917; echo never", timeout = 2, kill_grace = 1 }
+      job "next" { "echo", "no", needs = "%s" }
+
+    ]==]):format(tag, tag))
+    local r = lrun({ "--executor", "slurm", "--events", d .. "/ev", "--log-dir", d .. "/out",
+      file })
+    assert(r.code == 1, show(r))
+    assert.matches("timed out after 2s", r.stderr)
+    assert.matches(tag:gsub("%-", "%%-") .. "%s+timeout", r.stderr)
+    assert.is_nil(r.stderr:find("CANCELLED AT", 1, true))
+    assert.same({ tag .. " | started" }, r.out)
+    assert.same({ "next" }, events_of(d .. "/ev"))
+    assert.same({}, live_jobs(tag))
+    assert.equal("", procs("sleep 917"))
+  end)
+
+  it("cancels every job on ^C: squeue and ps show nothing left", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-int-" .. core.getpid()
+    local file = jobfile(d, ([==[
+      job "%s" { cmd = "echo up; sleep 919", instances = 3 }
+      job "later" { "echo", "no", needs = "%s" }
+
+    ]==]):format(tag, tag))
+    local p = assert(lp.spawn { LRUN, "--executor", "slurm", "--log-dir", d .. "/out", file,
+      stdout = d .. "/stdout", stderr = d .. "/stderr",
+      setenv = { SLURM_CONF = CONF, NO_COLOR = "1" } })
+    finally(function() if not p.status then p:kill("KILL"); p:wait() end end)
+    assert(H.wait_until(function()
+      local n = 0
+      for _, l in ipairs(live_jobs(tag)) do if l:find("RUNNING") then n = n + 1 end end
+      return n == 3 and select(2, sh("cat " .. d .. "/stdout")):find("up\n.*up\n.*up") ~= nil
+    end, 60), "3 jobs never ran: " .. table.concat(live_jobs(tag), "; "))
+    p:kill("INT")
+    local st = p:wait({ timeout = 60 })
+    assert(st, "lrun did not end after SIGINT")
+    assert.equal(130, lp.exit_code(st))
+    assert.same({}, live_jobs(tag))
+    assert.equal("", procs("sleep 919"))
+    assert.matches("stopped", H.slurp(d .. "/stderr"))
+  end)
+
+  it("--cancel RUN_ID removes the jobs of a run whose lrun was SIGKILLed", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-kill-" .. core.getpid()
+    local file = jobfile(d, ([==[ job "%s" { "sleep", "921", instances = 2 }
+    ]==]):format(tag))
+    local p = assert(lp.spawn { LRUN, "--executor", "slurm", "--log-dir", d .. "/out", file,
+      stdout = "null", stderr = d .. "/stderr", setenv = { SLURM_CONF = CONF } })
+    finally(function() if not p.status then p:kill("KILL"); p:wait() end end)
+    assert(H.wait_until(function() return #live_jobs(tag) == 2 end, 30))
+    p:kill("KILL")
+    p:wait()
+    local run_id = H.slurp(d .. "/stderr"):match("slurm: run (%S+)")
+    assert(run_id, H.slurp(d .. "/stderr"))
+    assert.equal(2, #live_jobs(tag))
+    local r = lrun({ "--executor", "slurm", "--cancel", run_id })
+    assert(r.code == 0, show(r))
+    assert.matches("cancelled 2 job", r.stderr)
+    assert.same({}, live_jobs(tag))
+    assert(H.wait_until(function() return procs("sleep 921") == "" end, 15))
+  end)
+
+  describe("refuses to start, with nothing submitted (exit 2)", function()
+    local function check(setenv, pattern)
+      if not need_cluster() then return end
+      local tag = "lrun-spec-cfg-" .. core.getpid() .. "-" .. math.random(1 << 30)
+      local d = tmpdir()
+      local file = jobfile(d, ([==[ job "%s" { "true" }
+    ]==]):format(tag))
+      local r = lrun({ "--executor", "slurm", "--log-dir", d .. "/out", file }, setenv)
+      assert(r.code == 2, show(r))
+      assert.matches(pattern, r.stderr)
+      local _, out = sh("squeue -h -t all -o %j", { SLURM_CONF = CONF })
+      assert.is_nil(out:find(tag, 1, true))
+    end
+
+    it("when SLURM_CONF is unset", function()
+      check({ SLURM_CONF = false }, "SLURM_CONF is not set")
+    end)
+
+    it("when sbatch is not on PATH", function()
+      if not need_cluster() then return end
+      local d = tmpdir()
+      sh("ln -s \"$(command -v lua5.4)\" " .. d .. "/lua5.4")
+      check({ PATH = d }, "sbatch not found")
+    end)
+
+    it("when the controller is down", function()
+      if not need_cluster() then return end
+      local d = tmpdir()
+      sh(("sed 's/^SlurmctldHost=.*/&\\nSlurmctldPort=6999/' %s > %s/bad.conf"):format(CONF, d))
+      check({ SLURM_CONF = d .. "/bad.conf" }, "controller does not answer")
+    end)
+  end)
+
+  it("-n prints the sbatch lines and submits nothing", function()
+    if not need_cluster() then return end
+    local r = lrun({ "--executor", "slurm", "-n", "examples/demo.lua" })
+    assert(r.code == 0, show(r))
+    local n = 0
+    for _, l in ipairs(r.out) do
+      if l:match("^sbatch %-%-parsable %-%-job%-name=") then n = n + 1 end
+    end
+    assert.equal(7, n)
+    assert.matches("%-%-job%-name=sum%.2 ", r.stdout)
+    assert.matches("LRUN_INSTANCE=2", r.stdout)
+  end)
+end)
