@@ -82,6 +82,8 @@ install: $(LIB) $(LRUN_LIB)
 	install -m 755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/lprocess/core.so
 	install -m 644 lua/lprocess/*.lua $(DESTDIR)$(LUA_DIR)/lprocess/
 	install -m 644 lua/lrun/*.lua $(DESTDIR)$(LUA_DIR)/lrun/
+	for d in lua/lrun/*/; do n=$$(basename $$d); install -d $(DESTDIR)$(LUA_DIR)/lrun/$$n; \
+	  install -m 644 $$d*.lua $(DESTDIR)$(LUA_DIR)/lrun/$$n/; done
 	sed '1s|.*|#!$(shell command -v $(LUA) || echo /usr/bin/env $(LUA))|' scripts/lrun > $(DESTDIR)$(BINDIR)/lrun
 	chmod 755 $(DESTDIR)$(BINDIR)/lrun
 
