@@ -165,7 +165,11 @@ describe("lrun --executor slurm", function()
     end
   end)
 
-  it("skips the dependents of a failing job, and carries env, dir and LRUN_*", function()
+  -- Both ways of submitting: the whole graph up front with Slurm dependencies (this
+  -- file has Slurm equivalents for everything), and each job as its needs are met.
+  for _, path in ipairs { "up front", "as needs are met" } do
+    it("skips the dependents of a failing job, and carries env, dir and LRUN_* (" ..
+      path .. ")", function()
     if not need_cluster() then return end
     local d = tmpdir()
     local file = jobfile(d, [==[
@@ -178,14 +182,51 @@ describe("lrun --executor slurm", function()
       }
     ]==])
     local r = lrun({ "--executor", "slurm", "-k", "--events", d .. "/ev", "--joblog",
-      d .. "/log", "--log-dir", d .. "/out", file })
+      d .. "/log", "--log-dir", d .. "/out", file },
+      { LRUN_SLURM_AS_NEEDED = path == "up front" and "0" or "1" })
     assert(r.code == 1, show(r))
+    assert.equal(path == "up front", r.stderr:find("went in up front", 1, true) ~= nil)
     assert.same({ "after", "also" }, events_of(d .. "/ev"))
     assert.same({ "bad    | about to fail", "vars.0 | vars 0 hello, world's /tmp",
       "vars.1 | vars 1 hello, world's /tmp" }, sorted(r.out))
     local codes = joblog_of(d .. "/log")
     assert.equal("3 0 echo about to fail; exit 3", codes[#codes])
     assert.matches("job bad: failed %(exit 3%)", r.stderr)
+  end)
+  end
+
+  it("without -k, cancels what Slurm was to run after a failure (up front)", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-halt-" .. core.getpid()
+    local file = jobfile(d, ([==[
+      job "bad" { cmd = "sleep 1; exit 3" }
+      job "%s" { "sleep", "923", needs = { bad = "done" } }
+      job "rescue" { "echo", "rescue", needs = { bad = "failure" } }
+    ]==]):format(tag))
+    local r = lrun({ "--executor", "slurm", "--events", d .. "/ev", "--log-dir", d .. "/out",
+      file })
+    assert(r.code == 1, show(r))
+    assert.matches("went in up front", r.stderr)
+    -- as locally: the first failure stops new starts, so nothing after bad ran
+    assert.same(sorted { "rescue", tag }, events_of(d .. "/ev"))
+    assert.same({}, r.out)
+    assert.same({}, live_jobs(tag))
+    assert.equal("", procs("sleep 923"))
+  end)
+
+  it("a submission that fails half-way cancels what it submitted (exit 2)", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-half-" .. core.getpid()
+    local file = jobfile(d, ([==[
+      job "%s" { "sleep", "925", instances = 3 }
+      job "last" { "true", needs = "%s", slurm = { partition = "no-such-partition" } }
+    ]==]):format(tag, tag))
+    local r = lrun({ "--executor", "slurm", "--log-dir", d .. "/out", file })
+    assert(r.code == 2, show(r))
+    assert.matches("job last: sbatch: .*[Pp]artition.*cancelled the 3 job", r.stderr)
+    assert.same({}, live_jobs(tag))
   end)
 
   it("retries a failed job, resubmitting it", function()
@@ -319,5 +360,18 @@ describe("lrun --executor slurm", function()
     assert.equal(7, n)
     assert.matches("%-%-job%-name=sum%.2 ", r.stdout)
     assert.matches("LRUN_INSTANCE=2", r.stdout)
+    assert.matches("as each job's needs are met %(a %-j bound%)", r.stdout)
+    -- a graph with Slurm equivalents for everything: one script, dependencies by id
+    local d = tmpdir()
+    local file = jobfile(d, [==[
+      job "a" { "true" }
+      job "b" { "true", needs = "a", instances = 2 }
+      job "c" { "true", needs = { b = "done", a = "success" } }
+    ]==])
+    r = lrun({ "--executor", "slurm", "-n", file })
+    assert(r.code == 0, show(r))
+    assert.matches("submitted up front", r.stdout)
+    assert.matches('J4=%$%(sbatch [^\n]* "%-%-dependency=afterok:%$J1,afterany:%$J2:%$J3"',
+      r.stdout)
   end)
 end)

@@ -44,22 +44,38 @@ function M.preflight()
   return true
 end
 
-function M.dry_run(spec, selected, run_id, out_dir)
-  local slurm = require "lrun.slurm"
-  local lines = {}
+-- The run's units as the scheduler makes them, in plan order.
+local function units_of(spec, selected)
+  local units = {}
   for _, name in ipairs(assert(graph.order(spec, selected))) do
     local job = spec.by_name[name]
-    if slurm.executor_of(spec, job) == "slurm" then
-      for i = 0, job.instances - 1 do
-        local unit = { job = job, instance = i,
-          name = job.instances > 1 and (name .. "." .. i) or name }
-        lines[#lines + 1] = sbatch.command_line(sbatch.argv(unit,
-          { run_id = run_id, out_dir = out_dir, grace = spec.settings.grace }))
-      end
+    for i = 0, job.instances - 1 do
+      units[#units + 1] = { job = job, instance = i,
+        name = job.instances > 1 and (name .. "." .. i) or name }
+    end
+  end
+  return units
+end
+
+function M.dry_run(spec, selected, run_id, out_dir, jobs)
+  local slurm = require "lrun.slurm"
+  local upfront = require "lrun.slurm.upfront"
+  local units = units_of(spec, selected)
+  local grace = spec.settings.grace
+  local ok, why = upfront.eligible(spec, units, { jobs = jobs or spec.settings.jobs })
+  if ok then
+    return "# submitted up front, in this order; Slurm runs the graph:\n" ..
+      table.concat(upfront.lines(units, run_id, out_dir, grace), "\n") .. "\n"
+  end
+  local lines = {}
+  for _, u in ipairs(units) do
+    if slurm.executor_of(spec, u.job) == "slurm" then
+      lines[#lines + 1] = sbatch.command_line(sbatch.argv(u,
+        { run_id = run_id, out_dir = out_dir, grace = grace }))
     end
   end
   if #lines == 0 then return "" end
-  return "# submitted with sbatch as each job's needs are met:\n" ..
+  return "# submitted with sbatch as each job's needs are met (" .. why .. "):\n" ..
     table.concat(lines, "\n") .. "\n"
 end
 

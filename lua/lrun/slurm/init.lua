@@ -52,21 +52,27 @@ function Slurm:_ensure_dir()
   self.dir_ok = true
   self.out:message(string.format("slurm: run %s (lrun --executor slurm --cancel %s), " ..
     "job output in %s", self.run_id, self.run_id, self.out_dir))
+  if self.as_needed_why then
+    self.out:message("slurm: each job is submitted when its needs are met (" ..
+      self.as_needed_why .. ": no Slurm equivalent)")
+  end
   return true
 end
 
-function Slurm:start(unit, hooks)
+-- sbatch one unit (with a Slurm dependency, for the up-front path); the handle is
+-- watched from now on, and claimed by start.
+function Slurm:submit(unit, dependency)
   local ok, err = self:_ensure_dir()
   if not ok then return nil, err end
   local argv = sbatch.argv(unit, { run_id = self.run_id, out_dir = self.out_dir,
-    grace = self.grace })
+    grace = self.grace, dependency = dependency })
   local answer
   ok, answer = poll.run(argv, 60)
   local id = ok and tonumber(answer:match("^%s*(%d+)"))
   if not id then
     return nil, "sbatch: " .. (answer:gsub("%s+$", ""):gsub("\n", "; "))
   end
-  local h = { unit = unit, id = id, pid = id, hooks = hooks, state = "PENDING", defers_start = true,
+  local h = { unit = unit, id = id, pid = id, state = "PENDING", defers_start = true,
     submitted = core.now(), followers = {} }
   local out_path, err_path = sbatch.out_paths(unit, self.out_dir, id)
   if out_path then h.followers[1] = follow.new(self.out, unit.name, "stdout", out_path) end
@@ -74,6 +80,41 @@ function Slurm:start(unit, hooks)
   self.jobs[id] = h
   self:_kick()
   return h
+end
+
+function Slurm:start(unit, hooks)
+  local h = self.pre and self.pre[unit.name]
+  if not h then
+    local err
+    h, err = self:submit(unit)
+    if not h then return nil, err end
+    h.hooks = hooks
+    return h
+  end
+  -- Submitted up front: Slurm may have run it already; tell the scheduler once
+  -- it has what start returns.
+  self.pre[unit.name] = nil
+  h.hooks = hooks
+  self.loop:defer(function()
+    if h.status then
+      self:_deliver(h)
+    elseif h.left_queue and h.on_running then
+      h.on_running()
+    end
+  end)
+  return h
+end
+
+-- Up-front jobs whose unit the scheduler ended without starting it (skipped after
+-- a failure, or lrun is stopping): cancel them.
+function Slurm:_abandon()
+  for _, h in pairs(self.pre or {}) do
+    local st = h.unit.state
+    if not h.abandoned and st ~= "waiting" and st ~= "queued" and self.jobs[h.id] then
+      h.abandoned = true
+      self:_cancel(h.id)
+    end
+  end
 end
 
 -- Something changed: look again soon, at the fastest pace.
@@ -96,10 +137,13 @@ end
 
 function Slurm:_tick()
   if not next(self.jobs) then return end
+  self:_abandon()
   local grew = false
   for _, h in pairs(self.jobs) do
-    for _, f in ipairs(h.followers) do
-      if f:poll() > 0 then grew = true end
+    if h.hooks then   -- an up-front job's output waits until its unit starts
+      for _, f in ipairs(h.followers) do
+        if f:poll() > 0 then grew = true end
+      end
     end
   end
   if not self.querying then self:_query() end
@@ -178,13 +222,17 @@ end
 function Slurm:_ended(h, status, extra)
   if not self.jobs[h.id] then return end
   self.jobs[h.id] = nil
-  h.bytes = 0
-  for _, f in ipairs(h.followers) do f:finish(); h.bytes = h.bytes + f.offset end
   h.status, h.ended = status, core.now()
   h.elapsed, h.timed_out, h.failure = extra.elapsed, extra.timed_out, extra.failure
   h.skipped, h.slurm_state = extra.skipped, extra.state
   if h.kill_timer then h.kill_timer:cancel(); h.kill_timer = nil end
-  h.hooks.exit(status, h)
+  if h.hooks then self:_deliver(h) end   -- else start delivers it
+end
+
+function Slurm:_deliver(h)
+  h.bytes = 0
+  for _, f in ipairs(h.followers) do f:finish(); h.bytes = h.bytes + f.offset end
+  h.hooks.exit(h.status, h)
 end
 
 ---------------------------------------------------------------------------------------
@@ -220,6 +268,7 @@ function Slurm:_flush_cancels()
 end
 
 function Slurm:stop(h, sig, grace)
+  if self.pre then self.loop:defer(function() self:_abandon() end) end
   if not self.jobs[h.id] then return end
   if h.stopping and sig ~= "KILL" then return end
   h.stopping = true
@@ -244,7 +293,9 @@ function Slurm:kill_all()
   self:_flush_cancels()
 end
 
+-- Asked once every unit has ended: what Slurm still has of the run goes now.
 function Slurm:busy()
+  if self.pre then self:_abandon() end
   return next(self.jobs) ~= nil
 end
 
@@ -298,13 +349,27 @@ function M.out_dir(dir, run_id)
   return dir
 end
 
--- opts: the runner's (loop, out, run_id, slurm_dir, grace); local_ex: its local
--- executor, returned as it is when no job of the spec goes to Slurm.
-function M.wrap(spec, opts, local_ex)
+-- opts: the runner's (loop, out, run_id, slurm_dir, grace, jobs); local_ex: its
+-- local executor, returned as it is when no job of the spec goes to Slurm; units:
+-- the run's, in plan order. When the whole graph has Slurm equivalents it is
+-- submitted here (lrun.slurm.upfront). -> executor | nil, message
+function M.wrap(spec, opts, local_ex, units)
   if not M.uses_slurm(spec) then return local_ex end
   local slurm = M.new { loop = opts.loop, out = opts.out, run_id = opts.run_id,
     grace = opts.grace or spec.settings.grace,
     out_dir = M.out_dir(opts.slurm_dir or spec.settings.log_dir, opts.run_id) }
+  local upfront = require "lrun.slurm.upfront"
+  local ok, why = upfront.eligible(spec, units or {}, opts)
+  if os.getenv("LRUN_SLURM_AS_NEEDED") == "1" then ok, why = false, "LRUN_SLURM_AS_NEEDED=1" end
+  if ok and units and #units > 0 then
+    local pre, err = upfront.submit(slurm, units)
+    if not pre then return nil, "slurm: " .. err end
+    slurm.pre = pre
+    opts.out:message(("slurm: the whole graph went in up front (%d jobs with Slurm " ..
+      "dependencies)"):format(#units))
+  elseif units then
+    slurm.as_needed_why = why
+  end
   return setmetatable({ local_ex = local_ex, slurm = slurm,
     pick = function(unit) return M.executor_of(spec, unit.job) end }, Mux)
 end
