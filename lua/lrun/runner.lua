@@ -75,8 +75,9 @@ function M.new(spec, opts)
   end
   -- Every name up front, so prefixes are padded to one width from the first line.
   for _, u in ipairs(self.units) do opts.out:register(u.name) end
-  -- hook: units whose job says executor = "slurm" go to lrun.slurm
-  self.ex = require("lrun.slurm").wrap(spec, opts, executor.new {
+  -- hook: units whose job says executor = "slurm" go to lrun.slurm (which may
+  -- submit the whole graph now, and fail: nothing is left submitted then)
+  local ex, ex_err = require("lrun.slurm").wrap(spec, opts, executor.new {
     loop = self.loop, out = self.out, env = opts.env or core.environ(),
     run_id = opts.run_id, grace = self.grace, on_group = opts.watchdog,
     on_leftover = function(u, pgid)
@@ -85,7 +86,9 @@ function M.new(spec, opts)
         u.name, pgid))
       self:_emit("leftover", u, { pgid = pgid })
     end,
-  })
+  }, self.units)
+  if not ex then return nil, ex_err end
+  self.ex = ex
   return self
 end
 
