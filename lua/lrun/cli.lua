@@ -372,7 +372,7 @@ function M.main(argv)
     io.stdout:write(graph.plan(spec, selected))
     if uses_slurm then
       io.stdout:write(require("lrun.slurm.admin").dry_run(spec, selected, "RUN_ID",
-        slurm.out_dir(o.log_dir or spec.settings.log_dir, "RUN_ID")))
+        slurm.out_dir(o.log_dir or spec.settings.log_dir, "RUN_ID"), o.jobs))
     end
     return 0
   end
