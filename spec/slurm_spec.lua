@@ -109,6 +109,13 @@ local function procs(pattern)
   return out
 end
 
+-- No process of the pattern is left (slurmstepd may take a moment to reap what it
+-- killed: a leak stays, and fails this after the deadline).
+local function assert_gone(pattern)
+  H.wait_until(function() return procs(pattern) == "" end, 10)
+  assert.equal("", procs(pattern))
+end
+
 -- A job file written to a fresh directory.
 local function jobfile(dir, text)
   local path = dir .. "/jobs.lua"
@@ -212,7 +219,7 @@ describe("lrun --executor slurm", function()
     assert.same(sorted { "rescue", tag }, events_of(d .. "/ev"))
     assert.same({}, r.out)
     assert.same({}, live_jobs(tag))
-    assert.equal("", procs("sleep 923"))
+    assert_gone("sleep 923")
   end)
 
   it("a submission that fails half-way cancels what it submitted (exit 2)", function()
@@ -264,7 +271,7 @@ describe("lrun --executor slurm", function()
     assert.same({ tag .. " | started" }, r.out)
     assert.same({ "next" }, events_of(d .. "/ev"))
     assert.same({}, live_jobs(tag))
-    assert.equal("", procs("sleep 917"))
+    assert_gone("sleep 917")
   end)
 
   it("cancels every job on ^C: squeue and ps show nothing left", function()
@@ -290,7 +297,7 @@ describe("lrun --executor slurm", function()
     assert(st, "lrun did not end after SIGINT")
     assert.equal(130, lp.exit_code(st))
     assert.same({}, live_jobs(tag))
-    assert.equal("", procs("sleep 919"))
+    assert_gone("sleep 919")
     assert.matches("stopped", H.slurp(d .. "/stderr"))
   end)
 

@@ -8,8 +8,10 @@
 --
 -- The scheduler submits a unit when its needs are met, as it starts a local one, so
 -- every need condition, readiness, services and Lua policies mean what they mean
--- locally. Every unit of the run is watched by ONE squeue per tick (0.5 s, slowing
--- to 2 s while nothing changes), spawned through the loop and read as it comes, so
+-- locally; or, when the whole graph has Slurm equivalents, wrap submits it up front
+-- (lrun.slurm.upfront) and starting a unit claims its job. Every job of the run is
+-- watched by ONE squeue per tick (0.5 s, slowing to 2 s while nothing changes),
+-- spawned through the loop and read as it comes, so
 -- lrun never blocks on Slurm for long; the same tick reads what the jobs' output
 -- files gained (lrun.slurm.follow). A handle carries, for the scheduler: pid (the
 -- Slurm job id), elapsed (Slurm's run time), timed_out (Slurm's TIMEOUT), failure
@@ -36,7 +38,7 @@ local MISSING_LIMIT = 3
 function M.new(opts)
   return setmetatable({
     loop = opts.loop, out = opts.out, run_id = opts.run_id, grace = opts.grace or 5,
-    out_dir = opts.out_dir, jobcomp = opts.jobcomp,
+    out_dir = opts.out_dir, jobcomp = nil,
     jobs = {},          -- Slurm id -> handle, until squeue shows its end
     interval = M.MIN_INTERVAL,
     cancels = nil,      -- signal ("" = plain scancel) -> ids, flushed once per loop turn
@@ -207,10 +209,20 @@ function Slurm:_update(recs)
   end
 end
 
+-- The jobcomp/filetxt log, when the cluster keeps one (asked once).
+function Slurm:_jobcomp()
+  if self.jobcomp == nil then
+    local ok, text = poll.run({ "scontrol", "show", "config" }, 10)
+    self.jobcomp = ok and text:find("JobCompType%s*=%s*jobcomp/filetxt")
+      and text:match("JobCompLoc%s*=%s*(%S+)") or false
+  end
+  return self.jobcomp or nil
+end
+
 -- squeue forgot the job: scontrol may still know it, the jobcomp file keeps it.
 function Slurm:_lost(h)
   local ok, text = poll.run({ "scontrol", "-o", "show", "job", tostring(h.id) }, 10)
-  local rec = ok and poll.parse_scontrol(text) or poll.from_jobcomp(self.jobcomp, h.id)
+  local rec = ok and poll.parse_scontrol(text) or poll.from_jobcomp(self:_jobcomp(), h.id)
   local status, extra = rec and poll.outcome(rec)
   if not status then
     status = { how = "exit", code = 1 }
@@ -230,6 +242,8 @@ function Slurm:_ended(h, status, extra)
 end
 
 function Slurm:_deliver(h)
+  if h.delivered then return end   -- claimed and seen ended in one loop turn
+  h.delivered = true
   h.bytes = 0
   for _, f in ipairs(h.followers) do f:finish(); h.bytes = h.bytes + f.offset end
   h.hooks.exit(h.status, h)
