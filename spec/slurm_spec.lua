@@ -202,6 +202,23 @@ describe("lrun --executor slurm", function()
   end)
   end
 
+  it("runs a fan-out and fan-in of 40 jobs up front, each one once", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local file = jobfile(d, [==[
+      job "src" { "echo", "src" }
+      job "w" { cmd = "echo $LRUN_INSTANCE", instances = 40, needs = "src" }
+      job "sink" { "echo", "sink", needs = "w" }
+    ]==])
+    local r = lrun({ "--executor", "slurm", "--joblog", d .. "/log", "--log-dir", d .. "/out",
+      file })
+    assert(r.code == 0, show(r))
+    assert.matches("went in up front %(42 jobs", r.stderr)
+    assert.equal(42, #joblog_of(d .. "/log"))
+    assert.equal(42, #r.out)
+    assert.equal("sink | sink", r.out[42])
+  end)
+
   it("without -k, cancels what Slurm was to run after a failure (up front)", function()
     if not need_cluster() then return end
     local d = tmpdir()
@@ -305,7 +322,10 @@ describe("lrun --executor slurm", function()
     if not need_cluster() then return end
     local d = tmpdir()
     local tag = "lrun-spec-kill-" .. core.getpid()
-    local file = jobfile(d, ([==[ job "%s" { "sleep", "921", instances = 2 }
+    -- Held in the queue (--begin): lrun's watchdog kills what runs on this machine
+    -- with the run's LRUN_RUN_ID when lrun dies, and here the node is this machine.
+    local file = jobfile(d, ([==[
+      job "%s" { "sleep", "921", instances = 2, slurm = { extra = { "--begin=now+3600" } } }
     ]==]):format(tag))
     local p = assert(lp.spawn { LRUN, "--executor", "slurm", "--log-dir", d .. "/out", file,
       stdout = "null", stderr = d .. "/stderr", setenv = { SLURM_CONF = CONF } })

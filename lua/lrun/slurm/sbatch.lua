@@ -1,6 +1,6 @@
 -- lrun.slurm.sbatch: how a job instance becomes one `sbatch` command line.
 --
---   local argv = sbatch.argv(unit, { run_id =, out_dir =, dependency =, array = })
+--   local argv = sbatch.argv(unit, { run_id =, out_dir =, grace =, dependency = })
 --   sbatch.command_line(argv)   -- the same, quoted for a shell (what `-n` prints)
 --   sbatch.script(job)          -- the --wrap text: umask, env, then exec the command
 --
@@ -34,16 +34,15 @@ local function command_text(job)
   return "/bin/sh -c " .. M.quote(job.cmd)
 end
 
--- The batch script, as one --wrap string. `array` jobs take their instance from
--- Slurm's task id.
-function M.script(job, instance, run_id, array)
+-- The batch script, as one --wrap string.
+function M.script(job, instance, run_id)
   local parts = {}
   if job.umask then parts[#parts + 1] = string.format("umask %03o", job.umask) end
   local names = {}
   for k in pairs(job.env) do names[#names + 1] = k end
   table.sort(names)
   local env = { "LRUN_JOB=" .. M.quote(job.name),
-    "LRUN_INSTANCE=" .. (array and '"$SLURM_ARRAY_TASK_ID"' or tostring(instance)),
+    "LRUN_INSTANCE=" .. tostring(instance),
     "LRUN_RUN_ID=" .. M.quote(run_id) }
   for _, k in ipairs(names) do env[#env + 1] = k .. "=" .. M.quote(job.env[k]) end
   parts[#parts + 1] = "export " .. table.concat(env, " ")
@@ -79,32 +78,30 @@ local function stream(spec, default)
   return spec
 end
 
--- opts: run_id, out_dir, grace, dependency ("afterok:1:2,afterany:3"), array (N
--- instances as one array job), name (the Slurm job name; the unit's by default)
+-- opts: run_id, out_dir, grace, dependency ("afterok:1:2,afterany:3")
 function M.argv(unit, opts)
   local job = unit.job
   local out_dir = opts.out_dir
-  local args = { "sbatch", "--parsable", "--job-name=" .. (opts.name or unit.name),
+  local args = { "sbatch", "--parsable", "--job-name=" .. unit.name,
     "--comment=lrun:" .. opts.run_id, "--chdir=" .. job.dir,
     "--output=" .. stream(job.stdout, out_dir .. "/%x-%j.out"),
     "--error=" .. stream(job.stderr, out_dir .. "/%x-%j.err") }
   if job.stdin ~= "null" and job.stdin ~= "inherit" then
     args[#args + 1] = "--input=" .. job.stdin
   end
-  if opts.array then args[#args + 1] = "--array=0-" .. (opts.array - 1) end
   if opts.dependency then
     args[#args + 1] = "--dependency=" .. opts.dependency
     args[#args + 1] = "--kill-on-invalid-dep=yes"
   end
   resources(job, args, opts.grace)
-  args[#args + 1] = "--wrap=" .. M.script(job, unit.instance, opts.run_id, opts.array)
+  args[#args + 1] = "--wrap=" .. M.script(job, unit.instance, opts.run_id)
   return args
 end
 
 -- Where a job's followed output is, once its id is known (nil: not followed).
-function M.out_paths(unit, out_dir, id, name)
+function M.out_paths(unit, out_dir, id)
   local job = unit.job
-  local base = out_dir .. "/" .. (name or unit.name) .. "-" .. id
+  local base = out_dir .. "/" .. unit.name .. "-" .. id
   return (job.stdout == "prefix" or job.stdout == "inherit") and base .. ".out" or nil,
     (job.stderr == "prefix" or job.stderr == "inherit") and base .. ".err" or nil
 end
