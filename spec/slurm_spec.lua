@@ -291,18 +291,20 @@ describe("lrun --executor slurm", function()
     assert_gone("sleep 917")
   end)
 
-  it("cancels every job on ^C: squeue and ps show nothing left", function()
+  for _, path in ipairs { "up front", "as needs are met" } do
+  it("cancels every job on ^C: squeue and ps show nothing left (" .. path .. ")", function()
     if not need_cluster() then return end
     local d = tmpdir()
-    local tag = "lrun-spec-int-" .. core.getpid()
+    local tag = "lrun-spec-int-" .. core.getpid() .. (path == "up front" and "u" or "n")
     local file = jobfile(d, ([==[
       job "%s" { cmd = "echo up; sleep 919", instances = 3 }
-      job "later" { "echo", "no", needs = "%s" }
+      job "%s-later" { "echo", "no", needs = "%s" }
 
-    ]==]):format(tag, tag))
+    ]==]):format(tag, tag, tag))
     local p = assert(lp.spawn { LRUN, "--executor", "slurm", "--log-dir", d .. "/out", file,
       stdout = d .. "/stdout", stderr = d .. "/stderr",
-      setenv = { SLURM_CONF = CONF, NO_COLOR = "1" } })
+      setenv = { SLURM_CONF = CONF, NO_COLOR = "1",
+        LRUN_SLURM_AS_NEEDED = path == "up front" and "0" or "1" } })
     finally(function() if not p.status then p:kill("KILL"); p:wait() end end)
     assert(H.wait_until(function()
       local n = 0
@@ -315,8 +317,11 @@ describe("lrun --executor slurm", function()
     assert.equal(130, lp.exit_code(st))
     assert.same({}, live_jobs(tag))
     assert_gone("sleep 919")
-    assert.matches("stopped", H.slurp(d .. "/stderr"))
+    local err = H.slurp(d .. "/stderr")
+    assert.matches("stopped", err)
+    assert.equal(path == "up front", err:find("went in up front", 1, true) ~= nil)
   end)
+  end
 
   it("--cancel RUN_ID removes the jobs of a run whose lrun was SIGKILLed", function()
     if not need_cluster() then return end
