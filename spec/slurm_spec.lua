@@ -96,7 +96,7 @@ end
 
 -- Jobs of ours that Slurm still lists as queued or running (names carry `tag`).
 local function live_jobs(tag)
-  local _, out = sh("squeue -h -o '%i %j %T'", { SLURM_CONF = CONF })
+  local _, out = sh("squeue -h -r -o '%i %j %T'", { SLURM_CONF = CONF })
   local live = {}
   for line in out:gmatch("[^\n]+") do
     if line:find(tag, 1, true) then live[#live + 1] = line end
@@ -202,7 +202,7 @@ describe("lrun --executor slurm", function()
   end)
   end
 
-  it("runs a fan-out and fan-in of 40 jobs up front, each one once", function()
+  it("runs a fan-out and fan-in of 40 instances up front as one array job", function()
     if not need_cluster() then return end
     local d = tmpdir()
     local file = jobfile(d, [==[
@@ -213,10 +213,17 @@ describe("lrun --executor slurm", function()
     local r = lrun({ "--executor", "slurm", "--joblog", d .. "/log", "--log-dir", d .. "/out",
       file })
     assert(r.code == 0, show(r))
-    assert.matches("went in up front %(42 jobs", r.stderr)
+    assert.matches("went in up front %(42 jobs in 3 submissions", r.stderr)
+    local files = select(2, sh("ls " .. d .. "/out"))
+    assert.matches("\nw%-%d+_39%.out\n", files)   -- the array's last task, %x-%A_%a
     assert.equal(42, #joblog_of(d .. "/log"))
     assert.equal(42, #r.out)
     assert.equal("sink | sink", r.out[42])
+    local want = {}
+    for i = 0, 39 do want[#want + 1] = ("w.%d | %d"):format(i, i):gsub("^(w%.%d) ", "%1  ") end
+    local got = {}
+    for _, l in ipairs(r.out) do if l:match("^w%.") then got[#got + 1] = l end end
+    assert.same(sorted(want), sorted(got))
   end)
 
   it("without -k, cancels what Slurm was to run after a failure (up front)", function()
@@ -403,7 +410,10 @@ describe("lrun --executor slurm", function()
     r = lrun({ "--executor", "slurm", "-n", file })
     assert(r.code == 0, show(r))
     assert.matches("submitted up front", r.stdout)
-    assert.matches('J4=%$%(sbatch [^\n]* "%-%-dependency=afterok:%$J1,afterany:%$J2:%$J3"',
+    -- b's two instances are one array job, J2, which c waits for once
+    assert.matches('J2=%$%(sbatch [^\n]*%-%-job%-name=b [^\n]*%-%-array=0%-1', r.stdout)
+    assert.matches('J3=%$%(sbatch [^\n]* "%-%-dependency=afterok:%$J1,afterany:%$J2"',
       r.stdout)
+    assert.matches('LRUN_INSTANCE="%$SLURM_ARRAY_TASK_ID"', r.stdout)
   end)
 end)

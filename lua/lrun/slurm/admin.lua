@@ -81,11 +81,13 @@ end
 
 -- The ids of the run's jobs that Slurm still lists as not ended.
 local function live_ids(run_id)
-  local ok, text = poll.run({ "squeue", "-h", "-o", "%i|%k" }, 30)
+  -- -r: a task of an array job on its own line ("123_4"), pending ones too
+  local ok, text = poll.run({ "squeue", "-h", "-r", "-o", "%i|%k" }, 30)
   if not ok then return nil, text end
   local ids, want = {}, "lrun:" .. run_id
-  for id, comment in text:gmatch("(%d+)|([^\n]*)") do
-    if comment == want then ids[#ids + 1] = id end
+  for line in text:gmatch("[^\n]+") do
+    local id, comment = line:match("^%s*([%d_]+)|(.*)$")
+    if id and comment == want then ids[#ids + 1] = id end
   end
   return ids
 end

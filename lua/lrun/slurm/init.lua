@@ -61,27 +61,37 @@ function Slurm:_ensure_dir()
   return true
 end
 
--- sbatch one unit (with a Slurm dependency, for the up-front path); the handle is
--- watched from now on, and claimed by start.
-function Slurm:submit(unit, dependency)
+-- A handle watches one Slurm job, or one task of an array job: key is what squeue
+-- (JobArrayID), scancel and scontrol call it ("123", "124_7"), id the job id.
+function Slurm:_watch(unit, id, key, array)
+  local h = { unit = unit, id = id, key = key, pid = id, state = "PENDING",
+    defers_start = true, submitted = core.now(), followers = {} }
+  local out_path, err_path = sbatch.out_paths(unit, self.out_dir, key, array)
+  if out_path then h.followers[1] = follow.new(self.out, unit.name, "stdout", out_path) end
+  if err_path then h.followers[#h.followers + 1] = follow.new(self.out, unit.name, "stderr", err_path) end
+  self.jobs[key] = h
+  return h
+end
+
+-- sbatch a unit (with a Slurm dependency, for the up-front path), or every unit of
+-- a job as one array job (`array` = the units, instances 0..N-1). The handle (the
+-- list of them, for an array) is watched from now on, and claimed by start.
+function Slurm:submit(unit, dependency, array)
   local ok, err = self:_ensure_dir()
   if not ok then return nil, err end
   local argv = sbatch.argv(unit, { run_id = self.run_id, out_dir = self.out_dir,
-    grace = self.grace, dependency = dependency })
+    grace = self.grace, dependency = dependency, array = array and #array })
   local answer
   ok, answer = poll.run(argv, 60)
   local id = ok and tonumber(answer:match("^%s*(%d+)"))
   if not id then
     return nil, "sbatch: " .. (answer:gsub("%s+$", ""):gsub("\n", "; "))
   end
-  local h = { unit = unit, id = id, pid = id, state = "PENDING", defers_start = true,
-    submitted = core.now(), followers = {} }
-  local out_path, err_path = sbatch.out_paths(unit, self.out_dir, id)
-  if out_path then h.followers[1] = follow.new(self.out, unit.name, "stdout", out_path) end
-  if err_path then h.followers[#h.followers + 1] = follow.new(self.out, unit.name, "stderr", err_path) end
-  self.jobs[id] = h
   self:_kick()
-  return h
+  if not array then return self:_watch(unit, id, tostring(id)) end
+  local list = {}
+  for i, u in ipairs(array) do list[i] = self:_watch(u, id, id .. "_" .. u.instance, true) end
+  return list
 end
 
 function Slurm:start(unit, hooks)
@@ -112,9 +122,9 @@ end
 function Slurm:_abandon()
   for _, h in pairs(self.pre or {}) do
     local st = h.unit.state
-    if not h.abandoned and st ~= "waiting" and st ~= "queued" and self.jobs[h.id] then
+    if not h.abandoned and st ~= "waiting" and st ~= "queued" and self.jobs[h.key] then
       h.abandoned = true
-      self:_cancel(h.id)
+      self:_cancel(h.key)
     end
   end
 end
@@ -154,8 +164,10 @@ function Slurm:_tick()
 end
 
 function Slurm:_query()
-  local ids = {}
-  for id in pairs(self.jobs) do ids[#ids + 1] = id end
+  local ids, seen = {}, {}
+  for _, h in pairs(self.jobs) do
+    if not seen[h.id] then ids[#ids + 1], seen[h.id] = h.id, true end
+  end
   table.sort(ids)
   self.querying = true
   poll.async(self.loop, poll.squeue_argv(ids), function(ok, text)
@@ -177,11 +189,13 @@ function Slurm:_update(recs)
   local changed = false
   -- a unit's end may submit others: walk a copy of the table
   local list = {}
-  for id, h in pairs(self.jobs) do list[#list + 1] = { id, h } end
-  table.sort(list, function(a, b) return a[1] < b[1] end)
-  for _, e in ipairs(list) do
-    local id, h = e[1], e[2]
-    local rec = recs[id]
+  for _, h in pairs(self.jobs) do list[#list + 1] = h end
+  table.sort(list, function(a, b)
+    if a.id ~= b.id then return a.id < b.id end
+    return a.unit.instance < b.unit.instance
+  end)
+  for _, h in ipairs(list) do
+    local rec = recs[h.key]
     if rec then
       h.missing = 0
       if rec.JobState ~= h.state then
@@ -221,19 +235,19 @@ end
 
 -- squeue forgot the job: scontrol may still know it, the jobcomp file keeps it.
 function Slurm:_lost(h)
-  local ok, text = poll.run({ "scontrol", "-o", "show", "job", tostring(h.id) }, 10)
-  local rec = ok and poll.parse_scontrol(text) or poll.from_jobcomp(self:_jobcomp(), h.id)
+  local ok, text = poll.run({ "scontrol", "-o", "show", "job", h.key }, 10)
+  local rec = ok and poll.parse_scontrol(text) or poll.from_jobcomp(self:_jobcomp(), h.key)
   local status, extra = rec and poll.outcome(rec)
   if not status then
     status = { how = "exit", code = 1 }
-    extra = { failure = "Slurm job " .. h.id .. " vanished from the queue" }
+    extra = { failure = "Slurm job " .. h.key .. " vanished from the queue" }
   end
   self:_ended(h, status, extra)
 end
 
 function Slurm:_ended(h, status, extra)
-  if not self.jobs[h.id] then return end
-  self.jobs[h.id] = nil
+  if not self.jobs[h.key] then return end
+  self.jobs[h.key] = nil
   h.status, h.ended = status, core.now()
   h.elapsed, h.timed_out, h.failure = extra.elapsed, extra.timed_out, extra.failure
   h.skipped, h.slurm_state = extra.skipped, extra.state
@@ -283,22 +297,22 @@ end
 
 function Slurm:stop(h, sig, grace)
   if self.pre then self.loop:defer(function() self:_abandon() end) end
-  if not self.jobs[h.id] then return end
+  if not self.jobs[h.key] then return end
   if h.stopping and sig ~= "KILL" then return end
   h.stopping = true
   if h.state == "PENDING" or sig == "KILL" then
-    return self:_cancel(h.id)
+    return self:_cancel(h.key)
   end
-  self:_cancel(h.id, sig)
+  self:_cancel(h.key, sig)
   if h.kill_timer then h.kill_timer:cancel() end
   h.kill_timer = self.loop:timer(grace or self.grace, function()
     h.kill_timer = nil
-    if self.jobs[h.id] then self:_cancel(h.id) end
+    if self.jobs[h.key] then self:_cancel(h.key) end
   end)
 end
 
 function Slurm:signal(h, sig)
-  if self.jobs[h.id] and h.state ~= "PENDING" then self:_cancel(h.id, sig) end
+  if self.jobs[h.key] and h.state ~= "PENDING" then self:_cancel(h.key, sig) end
 end
 
 -- Every job of the run, now (a second ^C).
@@ -379,8 +393,12 @@ function M.wrap(spec, opts, local_ex, units)
     local pre, err = upfront.submit(slurm, units)
     if not pre then return nil, "slurm: " .. err end
     slurm.pre = pre
-    opts.out:message(("slurm: the whole graph went in up front (%d jobs with Slurm " ..
-      "dependencies)"):format(#units))
+    local n, seen = 0, {}
+    for _, h in pairs(pre) do
+      if not seen[h.id] then n, seen[h.id] = n + 1, true end
+    end
+    opts.out:message(("slurm: the whole graph went in up front (%d jobs in %d " ..
+      "submissions, with Slurm dependencies)"):format(#units, n))
   elseif units then
     slurm.as_needed_why = why
   end

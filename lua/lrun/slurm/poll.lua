@@ -3,7 +3,7 @@
 --   poll.async(loop, argv, function(ok, output) end)  -- a command, output collected
 --   poll.run(argv, timeout)          -> ok, output    -- the same, waited for (short)
 --   poll.squeue_argv(ids)            -- ONE squeue for every id of the run
---   poll.parse_squeue(text)          -> { [id] = record, as scontrol's }
+--   poll.parse_squeue(text)          -> { ["id" or "id_task"] = record, as scontrol's }
 --   poll.parse_scontrol(text)        -> { JobState =, ExitCode =, RunTime =, ... }
 --   poll.outcome(rec)                -> status, extra | nil (not ended yet)
 --
@@ -66,10 +66,12 @@ function M.run(argv, timeout)
   return ok, out
 end
 
-local FORMAT = "JobID:|,State:|,exit_code:|,TimeUsed:|,Reason:|"
+-- JobArrayID is the job id, or ARRAY_TASK for a task of an array job; -r lists
+-- every task on its own line, even those still pending together.
+local FORMAT = "JobArrayID:|,State:|,exit_code:|,TimeUsed:|,Reason:|"
 
 function M.squeue_argv(ids)
-  return { "squeue", "-h", "-t", "all", "-j", table.concat(ids, ","), "-O", FORMAT }
+  return { "squeue", "-h", "-r", "-t", "all", "-j", table.concat(ids, ","), "-O", FORMAT }
 end
 
 -- squeue's exit_code is the raw wait status of the same job record that scontrol
@@ -79,10 +81,10 @@ function M.parse_squeue(text)
   local jobs = {}
   for line in text:gmatch("[^\n]+") do
     local id, state, raw, used, reason = line:match(
-      "^%s*(%d+)%s*|%s*([%u_]+)[^|]*|%s*(%d*)%s*|%s*([^|]-)%s*|%s*(.-)%s*|?$")
+      "^%s*([%d_]+)%s*|%s*([%u_]+)[^|]*|%s*(%d*)%s*|%s*([^|]-)%s*|%s*(.-)%s*|?$")
     if id then
       raw = tonumber(raw) or 0
-      jobs[tonumber(id)] = { JobState = state, Reason = reason, RunTime = used,
+      jobs[id] = { JobState = state, Reason = reason, RunTime = used,
         ExitCode = (raw >> 8) .. ":" .. (raw & 0x7f) }
     end
   end

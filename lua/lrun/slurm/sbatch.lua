@@ -1,6 +1,6 @@
 -- lrun.slurm.sbatch: how a job instance becomes one `sbatch` command line.
 --
---   local argv = sbatch.argv(unit, { run_id =, out_dir =, grace =, dependency = })
+--   local argv = sbatch.argv(unit, { run_id =, out_dir =, grace =, dependency =, array = })
 --   sbatch.command_line(argv)   -- the same, quoted for a shell (what `-n` prints)
 --   sbatch.script(job)          -- the --wrap text: umask, env, then exec the command
 --
@@ -34,15 +34,16 @@ local function command_text(job)
   return "/bin/sh -c " .. M.quote(job.cmd)
 end
 
--- The batch script, as one --wrap string.
-function M.script(job, instance, run_id)
+-- The batch script, as one --wrap string. The tasks of an array job take their
+-- instance from Slurm's task id.
+function M.script(job, instance, run_id, array)
   local parts = {}
   if job.umask then parts[#parts + 1] = string.format("umask %03o", job.umask) end
   local names = {}
   for k in pairs(job.env) do names[#names + 1] = k end
   table.sort(names)
   local env = { "LRUN_JOB=" .. M.quote(job.name),
-    "LRUN_INSTANCE=" .. tostring(instance),
+    "LRUN_INSTANCE=" .. (array and '"$SLURM_ARRAY_TASK_ID"' or tostring(instance)),
     "LRUN_RUN_ID=" .. M.quote(run_id) }
   for _, k in ipairs(names) do env[#env + 1] = k .. "=" .. M.quote(job.env[k]) end
   parts[#parts + 1] = "export " .. table.concat(env, " ")
@@ -78,14 +79,18 @@ local function stream(spec, default)
   return spec
 end
 
--- opts: run_id, out_dir, grace, dependency ("afterok:1:2,afterany:3")
+-- opts: run_id, out_dir, grace, dependency ("afterok:1:2,afterany:3"), array (N:
+-- the job's N instances as one array job, named after the job, not the unit)
 function M.argv(unit, opts)
   local job = unit.job
   local out_dir = opts.out_dir
-  local args = { "sbatch", "--parsable", "--job-name=" .. unit.name,
+  local id = opts.array and "%A_%a" or "%j"
+  local args = { "sbatch", "--parsable",
+    "--job-name=" .. (opts.array and job.name or unit.name),
     "--comment=lrun:" .. opts.run_id, "--chdir=" .. job.dir,
-    "--output=" .. stream(job.stdout, out_dir .. "/%x-%j.out"),
-    "--error=" .. stream(job.stderr, out_dir .. "/%x-%j.err") }
+    "--output=" .. stream(job.stdout, out_dir .. "/%x-" .. id .. ".out"),
+    "--error=" .. stream(job.stderr, out_dir .. "/%x-" .. id .. ".err") }
+  if opts.array then args[#args + 1] = "--array=0-" .. (opts.array - 1) end
   if job.stdin ~= "null" and job.stdin ~= "inherit" then
     args[#args + 1] = "--input=" .. job.stdin
   end
@@ -94,14 +99,15 @@ function M.argv(unit, opts)
     args[#args + 1] = "--kill-on-invalid-dep=yes"
   end
   resources(job, args, opts.grace)
-  args[#args + 1] = "--wrap=" .. M.script(job, unit.instance, opts.run_id)
+  args[#args + 1] = "--wrap=" .. M.script(job, unit.instance, opts.run_id, opts.array)
   return args
 end
 
--- Where a job's followed output is, once its id is known (nil: not followed).
-function M.out_paths(unit, out_dir, id)
+-- Where a job's followed output is, once its id ("123", or "123_4" for a task of an
+-- array job) is known (nil: not followed).
+function M.out_paths(unit, out_dir, id, array)
   local job = unit.job
-  local base = out_dir .. "/" .. unit.name .. "-" .. id
+  local base = out_dir .. "/" .. (array and job.name or unit.name) .. "-" .. id
   return (job.stdout == "prefix" or job.stdout == "inherit") and base .. ".out" or nil,
     (job.stderr == "prefix" or job.stderr == "inherit") and base .. ".err" or nil
 end

@@ -5,7 +5,8 @@
 --   local handles, err = upfront.submit(ex, units)        -- name -> handle | nil, err
 --   upfront.lines(spec, units, run_id, out_dir)           -- what `-n` prints
 --
--- Then Slurm starts each job as soon as its dependencies allow, without waiting for
+-- A job's instances go in as one array job when nothing needs them with `failure`
+-- or `started`. Then Slurm starts each job as soon as its dependencies allow, without waiting for
 -- lrun to notice (a level costs Slurm's scheduling latency only); the scheduler
 -- still runs the graph in its own view, and "starting" a unit only claims the job
 -- Slurm already has. A need maps to afterok (success), afterany (done),
@@ -66,55 +67,89 @@ local function by_job(units)
   return t
 end
 
--- "afterok:1:2,afterany:3": every condition must hold (Slurm's ',' is AND).
+-- "afterok:1:2,afterany:3": every condition must hold (Slurm's ',' is AND). The
+-- tasks of an array job share its id: a need on it names it once.
 local function dependency(u, jobs, id_of)
   local parts = {}
   for _, need in ipairs(u.job.needs) do
-    local ids = {}
-    for _, v in ipairs(jobs[need.name]) do ids[#ids + 1] = id_of(v) end
+    local ids, seen = {}, {}
+    for _, v in ipairs(jobs[need.name]) do
+      local id = id_of(v)
+      if not seen[id] then ids[#ids + 1], seen[id] = id, true end
+    end
     parts[#parts + 1] = DEP[need.cond] .. ":" .. table.concat(ids, ":")
   end
   return #parts > 0 and table.concat(parts, ",") or nil
 end
 
--- Submit every unit in plan order (a topological order). On a failure, or a ^C /
+-- What goes in with one sbatch each, in plan order: { unit =, array = units | nil }.
+-- A job's instances become one array job (--array=0-N-1) when what needs it waits
+-- for all of them to succeed or end (afterok / afterany on the array are that).
+local function submissions(units, jobs)
+  local plain = {}
+  for _, u in ipairs(units) do
+    for _, need in ipairs(u.job.needs) do
+      if need.cond ~= "success" and need.cond ~= "done" then plain[need.name] = true end
+    end
+  end
+  local list, seen = {}, {}
+  for _, u in ipairs(units) do
+    local name = u.job.name
+    if #jobs[name] > 1 and not plain[name] then
+      if not seen[name] then
+        list[#list + 1], seen[name] = { unit = u, array = jobs[name] }, true
+      end
+    else
+      list[#list + 1] = { unit = u }
+    end
+  end
+  return list
+end
+
+-- Cancel the submitted Slurm jobs (job id -> how many units it holds); -> units.
+local function cancel_all(ids)
+  local list, n = {}, 0
+  for id, units in pairs(ids) do list[#list + 1], n = tostring(id), n + units end
+  if #list > 0 then poll.run(table.move(list, 1, #list, 2, { "scancel" }), 30) end
+  return n
+end
+
+-- Submit everything in plan order (a topological order). On a failure, or a ^C /
 -- SIGTERM / SIGHUP meanwhile (500 submissions take seconds), cancel what went in
 -- and say why: nothing of the run is left behind.
 function M.submit(ex, units)
-  local jobs, ids, handles = by_job(units), {}, {}
+  local jobs, ids, handles, submitted = by_job(units), {}, {}, {}
   local function id_of(v) return ids[v] end
   local loop, stopped = ex.loop, nil
   for _, sig in ipairs { "INT", "TERM", "HUP" } do
     loop:signal(sig, function() stopped = "SIG" .. sig end)
   end
-  for _, u in ipairs(units) do
+  for _, sub in ipairs(submissions(units, jobs)) do
     loop:step(0)
-    local h, err
+    local u, h, err = sub.unit
     if stopped then
       err = "got " .. stopped .. " while submitting"
     else
-      h, err = ex:submit(u, dependency(u, jobs, id_of))
+      h, err = ex:submit(u, dependency(u, jobs, id_of), sub.array)
     end
     if not h then
-      local list = {}
-      for _, v in ipairs(units) do list[#list + 1] = ids[v] and tostring(ids[v]) or nil end
-      if #list > 0 then poll.run(table.move(list, 1, #list, 2, { "scancel" }), 30) end
       return nil, ("job %s: %s (cancelled the %d job(s) already submitted)"):format(
-        u.name, err, #list)
+        u.name, err, cancel_all(submitted))
     end
-    ids[u] = h.id
-    handles[u.name] = h
+    local hs, us = sub.array and h or { h }, sub.array or { u }
+    for i, v in ipairs(us) do ids[v], handles[v.name] = hs[i].id, hs[i] end
+    submitted[hs[1].id] = #us
   end
   return handles
 end
 
 function M.lines(units, run_id, out_dir, grace)
-  local jobs, var = by_job(units), {}
-  for i, u in ipairs(units) do var[u] = "$J" .. i end
-  local out = {}
-  for i, u in ipairs(units) do
-    local argv = sbatch.argv(u, { run_id = run_id, out_dir = out_dir, grace = grace,
-      dependency = dependency(u, jobs, function(v) return var[v] end) })
+  local jobs, var, out = by_job(units), {}, {}
+  for i, sub in ipairs(submissions(units, jobs)) do
+    for _, v in ipairs(sub.array or { sub.unit }) do var[v] = "$J" .. i end
+    local argv = sbatch.argv(sub.unit, { run_id = run_id, out_dir = out_dir, grace = grace,
+      dependency = dependency(sub.unit, jobs, function(v) return var[v] end),
+      array = sub.array and #sub.array })
     local line = sbatch.command_line(argv):gsub("'(%-%-dependency=[^']*)'", '"%1"')
     out[#out + 1] = ("J%d=$(%s)"):format(i, line)
   end
