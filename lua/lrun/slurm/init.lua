@@ -3,7 +3,7 @@
 --   local ex = slurm.new{ loop=, out=, run_id=, grace=, out_dir= }
 --   local h, err = ex:start(unit, hooks)   -- sbatch; hooks.exit(status, h) at its end
 --   ex:stop(h, sig, grace) / ex:signal(h, sig) / ex:kill_all() / ex:busy() / ex:close()
---   slurm.wrap(spec, opts, local_ex)       -- the runner's executor: local_ex alone,
+--   slurm.wrap(spec, opts, local_ex, units) -- the runner's executor: local_ex alone,
 --                                          -- or one that sends each unit to its own
 --
 -- The scheduler submits a unit when its needs are met, as it starts a local one, so
@@ -11,12 +11,12 @@
 -- locally; or, when the whole graph has Slurm equivalents, wrap submits it up front
 -- (lrun.slurm.upfront) and starting a unit claims its job. Every job of the run is
 -- watched by ONE squeue per tick (0.5 s, slowing to 2 s while nothing changes),
--- spawned through the loop and read as it comes, so
--- lrun never blocks on Slurm for long; the same tick reads what the jobs' output
--- files gained (lrun.slurm.follow). A handle carries, for the scheduler: pid (the
--- Slurm job id), elapsed (Slurm's run time), timed_out (Slurm's TIMEOUT), failure
--- (OUT_OF_MEMORY, NODE_FAIL, ...: the reason shown) and on_running (set by the
--- scheduler: called once the job leaves the queue, so a timeout counts run time).
+-- spawned through the loop and read as it comes, so lrun never blocks on Slurm for
+-- long; the same tick reads what the jobs' output files gained (lrun.slurm.follow).
+-- A handle carries, for the scheduler: pid (the Slurm job id), elapsed (Slurm's
+-- run time), timed_out (Slurm's TIMEOUT), failure (OUT_OF_MEMORY, NODE_FAIL, ...:
+-- the reason shown) and on_running (set by the scheduler: called once the job
+-- leaves the queue, so a timeout counts run time).
 --
 -- Stopping: scancel --full -s SIG, then a plain scancel after grace; a job still
 -- pending is cancelled at once. Cancels asked for in one loop turn go out as one
@@ -39,7 +39,7 @@ function M.new(opts)
   return setmetatable({
     loop = opts.loop, out = opts.out, run_id = opts.run_id, grace = opts.grace or 5,
     out_dir = opts.out_dir, jobcomp = nil,
-    jobs = {},          -- Slurm id -> handle, until squeue shows its end
+    jobs = {},          -- key ("123", "124_7") -> handle, until squeue shows its end
     interval = M.MIN_INTERVAL,
     cancels = nil,      -- signal ("" = plain scancel) -> ids, flushed once per loop turn
     failures = 0,
