@@ -330,6 +330,30 @@ describe("lrun --executor slurm", function()
   end)
   end
 
+  it("lrun --stop of a daemon run (SIGTERM) cancels its jobs", function()
+    if not need_cluster() then return end
+    local d = tmpdir()
+    local tag = "lrun-spec-stop-" .. core.getpid()
+    local file = jobfile(d, ([==[
+      job "%s" { "sleep", "927", instances = 2 }
+    ]==]):format(tag))
+    local pidfile = d .. "/lrun.pid"
+    local r = lrun({ "-d", "--pidfile", pidfile, "--log", d .. "/lrun.log", "--executor", "slurm",
+      "--log-dir", d .. "/out", file })
+    assert(r.code == 0, show(r))
+    finally(function() lrun({ "--stop", "--pidfile", pidfile }) end)
+    assert(H.wait_until(function()
+      local n = 0
+      for _, l in ipairs(live_jobs(tag)) do if l:find("RUNNING") then n = n + 1 end end
+      return n == 2
+    end, 60), "the jobs never ran: " .. table.concat(live_jobs(tag), "; "))
+    r = lrun({ "--stop", "--pidfile", pidfile })
+    assert(r.code == 0, show(r))
+    assert.same({}, live_jobs(tag))
+    assert_gone("sleep 927")
+    assert.matches("got SIGTERM", H.slurp(d .. "/lrun.log"))
+  end)
+
   it("--cancel RUN_ID removes the jobs of a run whose lrun was SIGKILLed", function()
     if not need_cluster() then return end
     local d = tmpdir()
