@@ -95,6 +95,10 @@ function Slurm:submit(unit, dependency, array)
 end
 
 function Slurm:start(unit, hooks)
+  local extra = hooks.spawn_opts
+  if extra and (next(extra.fds or {}) or next(extra.setenv or {})) then   -- notify
+    return nil, "a notify readiness probe cannot reach a Slurm job (use log, file or tcp)"
+  end
   local h = self.pre and self.pre[unit.name]
   if not h then
     local err
