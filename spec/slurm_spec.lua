@@ -13,7 +13,9 @@
 --   nothing submitted; -n prints the sbatch lines.
 --
 -- Where Slurm is not installed (or we are not root, which its daemons need here)
--- every test is skipped with that reason; .ci/run installs it.
+-- every test of the cluster is skipped with that reason; .ci/run installs it. The
+-- state mapping (lrun.slurm.poll) is checked everywhere, on squeue's and scontrol's
+-- own line formats, OUT_OF_MEMORY and NODE_FAIL included.
 local H = require "helper"
 local lp = require "lprocess"
 local core = require "lprocess.core"
@@ -439,5 +441,54 @@ describe("lrun --executor slurm", function()
     assert.matches('J3=%$%(sbatch [^\n]* "%-%-dependency=afterok:%$J1,afterany:%$J2"',
       r.stdout)
     assert.matches('LRUN_INSTANCE="%$SLURM_ARRAY_TASK_ID"', r.stdout)
+  end)
+end)
+
+-- The mapping of Slurm's states, on squeue lines in the form the cluster prints them
+-- (the states a one-node test cluster cannot produce on demand included).
+describe("lrun.slurm.poll", function()
+  local poll = require "lrun.slurm.poll"
+  local function outcome(line)
+    local recs = poll.parse_squeue(line .. "\n")
+    local _, rec = next(recs)
+    assert(rec, "unparsed: " .. line)
+    return poll.outcome(rec)
+  end
+
+  it("reads exit codes and signals from the raw wait status", function()
+    local st, x = outcome("2|FAILED|768|0:03|NonZeroExitCode|")
+    assert.same({ how = "exit", code = 3 }, st)
+    assert.equal(3, x.elapsed)
+    st = outcome("4|FAILED|9|1:00:01|JobLaunchFailure|")
+    assert.equal("signal", st.how)
+    assert.equal("KILL", st.signame)
+    assert.same({ how = "exit", code = 0 }, (outcome("7_3|COMPLETED|0|0:00|None|")))
+  end)
+
+  it("keys array tasks by ARRAY_TASK", function()
+    local recs = poll.parse_squeue("12_0|PENDING|0|0:00|None|\n12_1|RUNNING|0|0:01|None|\n")
+    assert.equal("PENDING", recs["12_0"].JobState)
+    assert.equal("RUNNING", recs["12_1"].JobState)
+    assert.is_nil((outcome("12_1|RUNNING|0|0:01|None|")))
+  end)
+
+  it("maps TIMEOUT, a dependency never satisfied and the infrastructure's failures", function()
+    local st, x = outcome("5|TIMEOUT|15|1:21|TimeLimit|")
+    assert.is_true(x.timed_out)
+    assert.equal("TERM", st.signame)
+    local _, y = outcome("3|CANCELLED|0|0:00|DependencyNeverSatisfied|")
+    assert.is_true(y.skipped)
+    for _, state in ipairs { "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL" } do
+      st, x = outcome("9|" .. state .. "|0|0:05|None|")
+      assert.equal(state:lower():gsub("_", " "), x.failure)
+      assert.are_not.same({ how = "exit", code = 0 }, st)
+    end
+  end)
+
+  it("reads scontrol's ExitCode=N:S and RunTime", function()
+    local st, x = poll.outcome(poll.parse_scontrol(
+      "JobId=8 JobName=x JobState=FAILED Reason=NonZeroExitCode ExitCode=2:0 RunTime=00:01:05"))
+    assert.same({ how = "exit", code = 2 }, st)
+    assert.equal(65, x.elapsed)
   end)
 end)
