@@ -51,6 +51,7 @@ build = {
     ["lrun.slurm.poll"] = "lua/lrun/slurm/poll.lua",
     ["lrun.slurm.follow"] = "lua/lrun/slurm/follow.lua",
     ["lrun.slurm.admin"] = "lua/lrun/slurm/admin.lua",
+    ["lrun.slurm.upfront"] = "lua/lrun/slurm/upfront.lua",
   },
   install = {
     bin = { lrun = "scripts/lrun" },
