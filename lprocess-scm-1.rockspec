@@ -69,6 +69,12 @@ build = {
     ["lrun.watchdog"] = "lua/lrun/watchdog.lua",
     ["lrun.initmode"] = "lua/lrun/initmode.lua",
     ["lrun.control"] = "lua/lrun/control.lua",
+    ["lrun.slurm"] = "lua/lrun/slurm/init.lua",
+    ["lrun.slurm.sbatch"] = "lua/lrun/slurm/sbatch.lua",
+    ["lrun.slurm.poll"] = "lua/lrun/slurm/poll.lua",
+    ["lrun.slurm.follow"] = "lua/lrun/slurm/follow.lua",
+    ["lrun.slurm.admin"] = "lua/lrun/slurm/admin.lua",
+    ["lrun.slurm.upfront"] = "lua/lrun/slurm/upfront.lua",
   },
   install = {
     bin = { lrun = "scripts/lrun" },

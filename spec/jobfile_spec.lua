@@ -709,7 +709,7 @@ job "c" { "true", needs = "nope" }
         { 'slurm = { partition = "" }', "key 'slurm.partition' must not be empty" },
         { "slurm = { partition = 3 }", "key 'slurm.partition' must be a string, got number" },
         { "slurm = { time = 0 }", "key 'slurm.time' must be greater than 0, got 0" },
-        { "slurm = { time = true }", "key 'slurm.time' must be a string or a number of minutes, got boolean" },
+        { "slurm = { time = true }", "key 'slurm.time' must be a string or a number of seconds, got boolean" },
         { "slurm = { mem = 1.5 }", "key 'slurm.mem' must be an integer, got 1.5" },
         { "slurm = { mem = 0 }", "key 'slurm.mem' must be at least 1, got 0" },
         { "slurm = { cpus = 0 }", "key 'slurm.cpus' must be at least 1, got 0" },

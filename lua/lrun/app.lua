@@ -8,6 +8,9 @@
 --   app.attach_daemon(d, loop, scheduler)   -- -d: SIGUSR2, the control socket
 --   app.load(o)                             -- the job file and its selected jobs
 --   app.list(spec)                          -- -l
+--   app.dry_run(o, spec, selected)          -- -n (with the sbatch lines for Slurm)
+--   app.preflight(o, spec, selected)        -- what must hold before anything starts
+--   app.cancel(o)                           -- --executor slurm --cancel RUN_ID
 --
 -- Each returns the exit code of doc/design.md ("Exit codes"); `o` is lrun.cli.parse's.
 local core = require "lprocess.core"
@@ -30,7 +33,7 @@ local function cpu_count()
   return n > 0 and n or 2
 end
 
---- load(o) -> spec, selected | nil, message
+--- load(o) -> spec, selected | nil, message (--executor overrides settings.executor)
 function M.load(o)
   local jobfile = require "lrun.jobfile"
   local graph = require "lrun.graph"
@@ -43,6 +46,7 @@ function M.load(o)
   end
   local spec, err = jobfile.load(file)
   if not spec then return nil, err end
+  if o.executor then spec.settings.executor = o.executor end
   local selected, serr = graph.select(spec, targets)
   if not selected then return nil, serr end
   return spec, selected
@@ -65,6 +69,32 @@ function M.fail_start(msg, d, code)
   eprint(msg)
   if d then d:fail(msg) end
   return code or 1
+end
+
+local function uses_slurm(spec, selected)
+  return require("lrun.slurm").uses_slurm(spec, selected)
+end
+
+function M.dry_run(o, spec, selected)
+  local graph = require "lrun.graph"
+  io.stdout:write(graph.plan(spec, selected))
+  if uses_slurm(spec, selected) then
+    local slurm = require "lrun.slurm"
+    io.stdout:write(require("lrun.slurm.admin").dry_run(spec, selected, "RUN_ID",
+      slurm.out_dir(o.log_dir or spec.settings.log_dir, "RUN_ID"), o.jobs))
+  end
+  return 0
+end
+
+--- preflight(o, spec, selected) -> true | nil, message: a Slurm run needs sbatch,
+--- SLURM_CONF and a controller that answers before anything is submitted.
+function M.preflight(_, spec, selected)
+  if not uses_slurm(spec, selected) then return true end
+  return require("lrun.slurm.admin").preflight()
+end
+
+function M.cancel(o)
+  return require("lrun.slurm.admin").cancel_run(o.cancel, eprint)
 end
 
 -- The --events and --joblog writers -> events, joblog | nil, nil, message
@@ -112,12 +142,24 @@ local function make_scheduler(o, spec, selected, parts)
     on_leftover = function(u, pgid) s:leftover(u, pgid) end,
     on_group = tell_watchdog,
   }
-  s = scheduler.new(spec, selected, {
-    loop = parts.loop, out = parts.out, executor = ex,
-    jobs = o.jobs or spec.settings.jobs or cpu_count(), keep_going = o.keep_going,
+  local jobs = o.jobs or spec.settings.jobs
+  local slurm = uses_slurm(spec, selected)
+  -- Units whose job says executor = "slurm" go to lrun.slurm, which may submit the
+  -- whole graph at once (and fail: nothing is left submitted then).
+  local function executor_for(units)
+    return require("lrun.slurm").wrap(spec, {
+      loop = parts.loop, out = parts.out, run_id = parts.run_id, grace = o.grace,
+      slurm_dir = o.log_dir, jobs = jobs,
+    }, ex, units)
+  end
+  local err
+  s, err = scheduler.new(spec, selected, {
+    loop = parts.loop, out = parts.out, executor = slurm and executor_for or ex,
+    -- Slurm decides how many of its jobs run at once unless -j says otherwise
+    jobs = jobs or (slurm and math.maxinteger or cpu_count()), keep_going = o.keep_going,
     grace = o.grace, events = parts.events, joblog = parts.joblog, verbose = o.verbose,
   })
-  return s
+  return s, err
 end
 
 -- Signals, orphans and the status line, through the loop -> true | nil, message
@@ -193,9 +235,10 @@ function M.run(o, spec, selected, d)
   end
   local events, joblog, err = open_reports(o)
   if err then return early_fail(err, 2) end
-  local s = make_scheduler(o, spec, selected, {
+  local s, serr = make_scheduler(o, spec, selected, {
     loop = loop, out = out, run_id = run_id, watchdog = wd, events = events, joblog = joblog,
   })
+  if not s then return early_fail(serr, 2, events, joblog) end
   local wired, wire_err = wire(loop, s, out)
   if not wired then return early_fail(wire_err, 1, events, joblog) end
   if d then

@@ -32,6 +32,8 @@ usage: lrun [OPTIONS] [FILE] [TARGET...]
   -d, --daemon        run detached; with --pidfile FILE [--log FILE]
       --status        with --pidfile: is the daemon running? (0 yes, 3 no)
       --stop          with --pidfile: stop the daemon and wait for it to go
+      --executor NAME local (default) or slurm: each job a Slurm batch job
+      --cancel RUN_ID with --executor slurm: cancel the Slurm jobs of a run
       --init -- CMD   act as init/subreaper for one command (like tini);
                       -e CODE maps an extra exit code to 0 (repeatable)
       --version, -h, --help
@@ -58,6 +60,8 @@ local OPTIONS = {
   ["--status"] = { "status" },
   ["--stop"] = { "stop" },
   ["--init"] = { "init" },
+  ["--executor"] = { "executor", true },
+  ["--cancel"] = { "cancel", true },
   ["-e"] = { "success_code", true },
   ["--version"] = { "version" },
   ["-h"] = { "help" }, ["--help"] = { "help" },
@@ -116,6 +120,9 @@ local function check_values(o)
   o.color = o.color or "auto"
   if o.color ~= "auto" and o.color ~= "always" and o.color ~= "never" then
     return nil, "--color must be auto, always or never, got '" .. o.color .. "'"
+  end
+  if o.executor and o.executor ~= "local" and o.executor ~= "slurm" then
+    return nil, "--executor must be local or slurm, got '" .. o.executor .. "'"
   end
   if (o.status or o.stop or o.daemon) and not o.pidfile and not o.daemon then
     return nil, (o.status and "--status" or "--stop") .. " needs --pidfile FILE"
@@ -195,13 +202,16 @@ function M.main(argv)
   if o.version then io.stdout:write("lrun ", M.VERSION, "\n") return 0 end
   local app = require "lrun.app"
   if o.status or o.stop then return app.daemon_cmds(o) end
+  if o.cancel then return app.cancel(o) end
   if o.init then return app.init(o) end
   local spec, selected = app.load(o)
   if not spec then eprint(selected); return 2 end
   local graph = require "lrun.graph"
-  if o.dry_run then io.stdout:write(graph.plan(spec, selected)) return 0 end
+  if o.dry_run then return app.dry_run(o, spec, selected) end
   if o.graph then io.stdout:write(graph.dot(spec, selected)) return 0 end
   if o.list then return app.list(spec) end
+  local ready, why = app.preflight(o, spec, selected)
+  if not ready then eprint(why); return 2 end
   local d
   if o.daemon then
     if not o.pidfile then eprint("--daemon needs --pidfile FILE"); return 2 end

@@ -22,7 +22,12 @@ function M.tagged(run_id)
       if f then
         local env = f:read("a")
         f:close()
-        if env and env:find(tag, 1, true) then found[#found + 1] = pid end
+        -- a Slurm job started on this host runs under slurmstepd, not under lrun:
+        -- it is Slurm's to stop (scancel, lrun --executor slurm --cancel)
+        if env and env:find(tag, 1, true) and not env:find("\0SLURM_JOB_ID=", 1, true)
+            and env:sub(1, 13) ~= "SLURM_JOB_ID=" then
+          found[#found + 1] = pid
+        end
       end
     end
   end

@@ -291,7 +291,7 @@ local function string_or_number(c, key, v, rules, what)
 end
 
 local SLURM_CHECKS = {
-  time = function(c, k, v) return string_or_number(c, k, v, { above = 0 }, "a number of minutes") end,
+  time = function(c, k, v) return string_or_number(c, k, v, { above = 0 }, "a number of seconds") end,
   mem = function(c, k, v) return string_or_number(c, k, v, { int = true, min = 1 }, "an integer (MB)") end,
   cpus = function(c, k, v) return c:number(k, v, { int = true, min = 1 }) end,
   gpus = function(c, k, v) return string_or_number(c, k, v, { int = true, min = 0 }, "an integer") end,

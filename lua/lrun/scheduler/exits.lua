@@ -39,9 +39,12 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   if u.timer then u.timer:cancel(); u.timer = nil end
   if u.probe then u.probe:cancel(); u.probe = nil end
   if not u.service then self.running_jobs = self.running_jobs - 1 end
+  -- the executor's own word on the run (Slurm's elapsed, TIMEOUT, NODE_FAIL...)
+  if h and h.timed_out then u.timed_out = true end
+  spawn_err = spawn_err or (h and h.failure)
   u.status, u.spawn_error = st, spawn_err
   u.ended = core.now()
-  u.runtime = u.ended - (u.started or u.ended)
+  u.runtime = h and h.elapsed or (u.ended - (u.started or u.ended))
   local ru = st and st.rusage
   u.cpu = ru and (ru.utime + ru.stime) or nil
   u.maxrss = ru and math.max(u.maxrss or 0, ru.maxrss) or u.maxrss
@@ -54,6 +57,7 @@ end
 
 function Scheduler:_exited(u, st, h, spawn_err)
   self:_record_exit(u, st, h, spawn_err)
+  spawn_err = u.spawn_error   -- the executor may have given a reason (Slurm's NODE_FAIL...)
   if self.shutting or u.stopping and not u.timed_out and not u.unready then
     return self:_finish(u, "stopped")
   end

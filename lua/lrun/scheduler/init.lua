@@ -38,8 +38,10 @@ local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
 local TRANSIENT = { [core.errno.EAGAIN] = true, [core.errno.ENOMEM] = true }
 
--- opts: loop, out, executor (an executor object), jobs, keep_going, grace, events,
--- joblog, exit_on_failure, verbose
+-- opts: loop, out, executor (an executor, or a function(units) -> executor | nil,
+-- message, for one that must see the units first: Slurm's up-front submission),
+-- jobs, keep_going, grace, events, joblog, exit_on_failure, verbose
+-- -> scheduler | nil, message
 function M.new(spec, selected, opts)
   local self = setmetatable({
     spec = spec,
@@ -70,6 +72,11 @@ function M.new(spec, selected, opts)
   self.unended = #self.units
   -- Every name up front, so prefixes are padded to one width from the first line.
   for _, u in ipairs(self.units) do self.out:register(u.name) end
+  if type(self.ex) == "function" then
+    local ex, err = self.ex(self.units)
+    if not ex then return nil, err end
+    self.ex = ex
+  end
   return self
 end
 
@@ -256,7 +263,14 @@ function Scheduler:_start(u)
   u.ever_started = true
   if self.verbose then self:_say(string.format("job %s: started (pid %d)", u.name, h.pid)) end
   self:_emit("start", u, { pid = h.pid })
-  if job.timeout then self:_arm_timeout(u, h) end
+  if job.timeout then
+    -- an executor whose units queue first (Slurm) says when the unit really runs
+    if h.defers_start then
+      h.on_running = function() self:_arm_timeout(u, h) end
+    else
+      self:_arm_timeout(u, h)
+    end
+  end
   if probe then
     u.probe = probe
     probe:after_spawn()
