@@ -146,7 +146,7 @@ describe("lrun.jobfile", function()
         stdin = "null", stdout = "prefix", stderr = "prefix",
         kill_signal = "TERM", retries = 0, retry_delay = 0, restart = "no",
         backoff = { min = 0.5, max = 30, factor = 2 },
-        max_restarts = { count = 5, within = 10 }, instances = 1, executor = "local",
+        max_restarts = { count = 5, within = 10 }, instances = 1,
       }, spec.by_name.x)
       local s = spec.by_name.s
       assert.equal("service", s.kind)
@@ -683,15 +683,18 @@ job "c" { "true", needs = "nope" }
       assert.same({ partition = "gpu", time = 30, account = "lab", extra = { "--exclusive" } },
         spec.settings.slurm)
       local a, b, c = spec.by_name.a, spec.by_name.b, spec.by_name.c
-      assert.equal("slurm", a.executor)
+      assert.is_nil(a.executor)   -- the run's executor decides (settings, or --executor)
+      assert.equal("slurm", require("lrun.slurm").executor_of(spec, a))
       assert.same({ partition = "gpu", time = "1:00:00", account = "lab", cpus = 4, gpus = 0,
         mem = "8G", extra = { "--exclusive" } }, a.slurm)
       assert.equal("local", b.executor)
       assert.same(spec.settings.slurm, b.slurm)
       assert.same({ partition = "gpu", time = 30, account = "lab", mem = 2048, gpus = "a100:2",
         qos = "high", constraint = "avx2", extra = { "--exclusive" } }, c.slurm)
-      local plain = assert(load_lua('job "x" { "true" }\n')).by_name.x
-      assert.equal("local", plain.executor)
+      local pspec = assert(load_lua('job "x" { "true" }\n'))
+      local plain = pspec.by_name.x
+      assert.is_nil(plain.executor)
+      assert.equal("local", require("lrun.slurm").executor_of(pspec, plain))
       assert.is_nil(plain.slurm)
     end)
 

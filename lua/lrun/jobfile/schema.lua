@@ -172,7 +172,8 @@ local function check_placement(c, t, job, settings)
   v = t.limits
   if v ~= nil then job.limits = F.limits(c, v) end
   v = t.executor
-  job.executor = v == nil and settings.executor or c:enum("executor", v, EXECUTORS)
+  -- nil unless the job says: the run's executor (settings, or --executor) decides then
+  job.executor = v ~= nil and c:enum("executor", v, EXECUTORS) or nil
   v = t.slurm
   job.slurm = settings.slurm
   if v ~= nil then job.slurm = merged(settings.slurm, F.slurm(c, "slurm", v)) end
