@@ -200,7 +200,7 @@ describe("lrun --executor slurm", function()
       "vars.1 | vars 1 hello, world's /tmp" }, sorted(r.out))
     local codes = joblog_of(d .. "/log")
     assert.equal("3 0 echo about to fail; exit 3", codes[#codes])
-    assert.matches("job bad: failed %(exit 3%)", r.stderr)
+    assert.matches("job bad: failed %(exited with code 3%)", r.stderr)
   end)
   end
 
