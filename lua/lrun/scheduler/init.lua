@@ -8,6 +8,7 @@
 --   s:shutdown(sig, why)          -- as on SIGTERM (sig = 15) or a stop request (nil)
 --   s:orphan_reaped()             -- a re-parented orphan ended: a group may be empty
 --   s:results(), s:states(), s:counts()
+--   s:start_unit(u), s:stop_unit(u), s:add_jobs(...), ...   -- lrun.scheduler.ops
 --
 -- `-j N` bounds running *jobs*; services run outside the bound (a service holding a
 -- slot forever would starve the jobs that need it). A run with batch jobs ends when
@@ -24,6 +25,7 @@ local policy = require "lrun.policy"
 local ready = require "lrun.ready"
 local units = require "lrun.units"
 local exits = require "lrun.scheduler.exits"
+local ops = require "lrun.scheduler.ops"
 
 local M = {}
 local Scheduler = {}
@@ -31,6 +33,7 @@ Scheduler.__index = Scheduler
 exits.install(Scheduler)
 local describe = exits.describe
 M.describe = describe
+ops.install(Scheduler, describe)
 
 local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
 
@@ -301,6 +304,7 @@ function Scheduler:_finish(u, result, reason)
   end
   if self.joblog and result ~= "skipped" and u.attempt > 0 then self:_joblog(u) end
   if FAILED[result] then self:_failure(u, result) end
+  if u.on_end then self:_ended_hook(u) end   -- a restart by hand comes back here
   self:_changed(u.job)
   self:_maybe_done()
 end
@@ -382,7 +386,8 @@ function Scheduler:_maybe_done()
 end
 
 function Scheduler:finished()
-  return self.unended == 0 and not self.ex:busy()
+  -- `hold`: a services-only run whose units were stopped by hand goes on
+  return self.unended == 0 and not self.ex:busy() and not (self.hold and not self.shutting)
 end
 
 -- Run to the end. Returns the exit code (doc/design.md, "Exit codes").
