@@ -96,10 +96,10 @@ end
 --- add_job(def, where): for the job file's add_job{}; raises (the policy's error)
 function M.add_job(def, where)
   if not current then
-    error("add_job: only while lrun runs the graph (from a policy or on_exit)", 3)
+    error(where .. ": add_job: only while lrun runs the graph (from a policy or on_exit)", 0)
   end
   local names, err = add(current, def, where)
-  if not names then error("add_job: " .. tostring(err), 3) end
+  if not names then error("add_job: " .. tostring(err), 0) end
   return names
 end
 

@@ -6,7 +6,7 @@
 --   protocol.error(message)                  -- '{"ok":false,"error":"..."}\n'
 --   protocol.encode(obj)                     -- any value as one line of JSON
 --
--- A line that does not start with "{" is a command of the older text protocol
+-- A line of one bare word is a command of the older text protocol
 -- ("status", "stop", "pid": what `lrun --status/--stop` send): req.text is set and
 -- the answer is text, ended by the server closing the connection.
 local report = require "lrun.report"
@@ -25,9 +25,8 @@ local FIELDS = { cmd = "string", job = "string", signal = "string", lines = "num
 
 --- decode(line) -> request | nil, message
 function M.decode(line)
-  if line:sub(1, 1) ~= "{" then
-    return { cmd = line:match("^%s*(.-)%s*$"), text = true }
-  end
+  local word = line:match("^%s*([%w_%-]*)%s*$")
+  if word then return { cmd = word, text = true } end
   local ok, req = pcall(json.decode, line)
   if not ok then
     return nil, "malformed JSON: " .. tostring(req):gsub("^.-: ", "", 1):sub(1, 200)

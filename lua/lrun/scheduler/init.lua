@@ -382,7 +382,7 @@ function Scheduler:_maybe_done()
       had_batch = true
     end
   end
-  if had_batch and any_service then return self:shutdown(nil, nil) end
+  if had_batch and any_service and not self.hold then return self:shutdown(nil, nil) end
 end
 
 function Scheduler:finished()

@@ -14,8 +14,8 @@
 --   s:job_names()                -- every job name, for messages and add's checks
 --
 -- A unit stopped by hand stays stopped: its policy is not asked (as at shutdown).
--- In a run of services only, stopping one keeps lrun up: such a run goes on until
--- lrun is told to stop, whatever its units are doing.
+-- A run of services only goes on until lrun is told to stop, whatever is done to
+-- its units: stopping them all, or adding jobs, does not end it (`hold`).
 local core = require "lprocess.core"
 local graph = require "lrun.graph"
 local units = require "lrun.units"
@@ -152,6 +152,8 @@ function Scheduler:add_jobs(frag)
       return nil, string.format("policy '%s' exists already", name)
     end
   end
+  -- jobs added to a run of services only leave it one: it goes on once they end
+  if not self:_has_batch() then self.hold = true end
   for name, fn in pairs(frag.policies or {}) do spec.policies[name] = fn end
   for _, job in ipairs(frag.jobs) do
     spec.jobs[#spec.jobs + 1] = job

@@ -1,0 +1,367 @@
+-- Working with a running lrun (issue 13): `lrun ctl` and the JSON-lines protocol of
+-- the control socket, add_job{} from a policy, the core's peercred, and what bad
+-- input does (a clear error to that client; lrun and its jobs unaffected). Every
+-- lrun here is a real process on a job file the test writes, driven over its socket.
+local H = require "helper"
+local C = require "support.ctl"
+local core = H.core
+
+local SERVICES = [[
+service "web" { cmd = "echo web up; trap 'echo got USR1' USR1; while :; do sleep 0.1; done" }
+service "pair" { cmd = "sleep 300 & sleep 300; wait", instances = 2 }
+]]
+
+local LIVE = { running = true, ready = true }
+
+describe("core.peercred, tcp_listen, sockname", function()
+  it("peercred names the process at the other end of a Unix socket", function()
+    local dir = H.tmpdir()
+    finally(function() H.rm_rf(dir) end)
+    local l = assert(core.unix_listen(dir .. "/p.sock"))
+    local c = assert(core.unix_connect(dir .. "/p.sock"))
+    local a
+    assert.truthy(H.wait_until(function() a = core.accept(l) return a end, 5))
+    local pid, uid, gid = core.peercred(a)
+    assert.equal(core.getpid(), pid)
+    assert.equal(core.getuid(), uid)
+    assert.equal(core.getgid(), gid)
+    for _, fd in ipairs { a, c, l } do core.close(fd) end
+    local r, w = assert(core.pipe())
+    local ok, err, errno = core.peercred(r)
+    assert.is_nil(ok)
+    assert.matches("SO_PEERCRED", err)
+    assert.equal(core.errno.ENOTSOCK, errno)
+    core.close(r); core.close(w)
+  end)
+
+  it("tcp_listen on port 0 gets a free port that sockname tells", function()
+    local fd = assert(core.tcp_listen("127.0.0.1", 0))
+    local host, port = core.sockname(fd)
+    assert.equal("127.0.0.1", host)
+    assert.truthy(port > 0)
+    local c = assert(core.tcp_connect("127.0.0.1", port))
+    core.close(c); core.close(fd)
+    local none, err = core.tcp_listen("no-such-host.invalid", 0)
+    assert.is_nil(none)
+    assert.matches("listen no%-such%-host", err)
+    assert.has_error(function() core.tcp_listen("127.0.0.1", 70000) end)
+  end)
+end)
+
+describe("lrun ctl", function()
+  local t, T, p, sock
+  before_each(function()
+    t = H.track(finally)
+    T = H.tmpdir()
+    t:defer(function() H.rm_rf(T) end)
+  end)
+
+  local function run(text, extra)
+    p, sock = C.start(t, T, C.jobfile(T, text), extra)
+    assert.truthy(C.wait_state(sock, "web", { ready = true }))
+  end
+
+  it("status: one line per unit with state, pid, attempt, started, duration, CPU, RSS", function()
+    run(SERVICES)
+    local r = C.ctl(sock, "status")
+    assert.equal(0, r.code, r.stderr)
+    local lines = H.lines_of(r.stdout)
+    assert.matches("^job%s+state%s+pid%s+attempt%s+started%s+duration%s+CPU%s+RSS%s+last exit$", lines[1])
+    assert.matches("^web%s+ready%s+%d+%s+1%s+%d%d:%d%d:%d%d%s+%S+s%s+%S+s%s+[%d.]+ [KM]iB%s+%-$", lines[2])
+    assert.matches("^pair%.0%s+ready", lines[3])
+    assert.matches("^pair%.1%s+ready", lines[4])
+    local j = C.ctl(sock, "--json", "status")
+    assert.equal(0, j.code)
+    local rows = require("cjson").decode(j.stdout)
+    assert.equal("web", rows[1].name)
+    assert.equal(1, rows[1].attempt)
+    assert.truthy(rows[1].pid > 0 and rows[1].started > 0 and rows[1].duration >= 0)
+    assert.equal(0, C.finish(p, sock))
+  end)
+
+  it("stop, start, restart one unit or every instance, stopping the whole group", function()
+    run(SERVICES)
+    local pair0 = C.state(sock, "pair.0")
+    local members = H.children_of(pair0.pid)
+    assert.truthy(#members >= 1)                    -- its sleeps, in its group
+    local r = C.ctl(sock, "stop", "pair.0")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("stop: pair.0\n", r.stdout)
+    assert.truthy(C.wait_state(sock, "pair.0", { stopped = true }))
+    -- the group is gone, not only its leader
+    assert.truthy(H.wait_until(function()
+      for _, m in ipairs(members) do if H.alive(m) then return false end end
+      return true
+    end, 10))
+    assert.truthy(LIVE[C.state(sock, "pair.1").state])
+    assert.truthy(LIVE[C.state(sock, "web").state])
+    r = C.ctl(sock, "start", "pair.0")
+    assert.equal(0, r.code, r.stderr)
+    local back = C.wait_state(sock, "pair.0", LIVE)
+    assert.equal(2, back.attempt)
+    local before = { C.state(sock, "pair.0").pid, C.state(sock, "pair.1").pid }
+    r = C.ctl(sock, "restart", "pair")
+    assert.equal("restart: pair.0, pair.1\n", r.stdout)
+    for i, name in ipairs { "pair.0", "pair.1" } do
+      assert.truthy(H.wait_until(function()
+        local u = C.state(sock, name)
+        return LIVE[u.state] and u.pid ~= before[i]
+      end, 15))
+    end
+    -- a run of services only stays up when every unit was stopped by hand
+    assert.equal(0, C.ctl(sock, "stop", "pair").code)
+    assert.equal(0, C.ctl(sock, "stop", "web").code)
+    assert.truthy(C.wait_state(sock, "web", { stopped = true }))
+    assert.equal(0, C.ctl(sock, "start", "web").code)
+    assert.truthy(C.wait_state(sock, "web", LIVE))
+    assert.equal(0, C.finish(p, sock))
+  end)
+
+  it("signal JOB SIG reaches the job; a bad signal or job is an error, nothing else", function()
+    run(SERVICES)
+    local r = C.ctl(sock, "signal", "web", "USR1")
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(H.wait_until(function() return (H.slurp(T .. "/out") or ""):find("web%s+| got USR1") end, 10))
+    r = C.ctl(sock, "signal", "web", "BOGUS")
+    assert.equal(1, r.code)
+    assert.equal("lrun ctl: unknown signal 'BOGUS'\n", r.stderr)
+    r = C.ctl(sock, "signal", "web", "99")
+    assert.equal(1, r.code)
+    assert.matches("unknown signal '99'", r.stderr)
+    assert.equal("1", tostring(math.tointeger(C.state(sock, "web").attempt)))
+    assert.truthy(LIVE[C.state(sock, "web").state])
+    assert.equal(0, C.finish(p, sock))
+  end)
+
+  it("tail shows the last lines; tail -f follows until the job ends", function()
+    run(SERVICES .. [[
+service "talker" { cmd = "i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1)); sleep 0.02; done" }
+]])
+    local r = C.ctl(sock, "tail", "-n", "1", "web")
+    assert.equal("web up\n", r.stdout)
+    r = C.ctl(sock, "tail", "-f", "talker")
+    assert.equal(0, r.code, r.stderr)
+    local lines = H.lines_of(r.stdout)
+    assert.equal("line 99", lines[#lines])   -- followed to its end
+    assert.truthy(#lines >= 10)
+    -- an ended unit still has its last lines
+    assert.truthy(C.wait_state(sock, "talker", { ["gave up"] = true, failed = true, ok = true,
+      ["backing-off"] = true }))
+    r = C.ctl(sock, "tail", "-n", "2", "talker")
+    assert.equal("line 98\nline 99\n", r.stdout)
+    assert.equal(1, C.ctl(sock, "tail", "pair").code)   -- two instances: say which
+    C.finish(p, sock)
+  end)
+
+  it("add FILE loads jobs into the running graph; their needs may name running jobs", function()
+    run(SERVICES)
+    C.jobfile(T, 'job "late" { cmd = "echo late ran > ' .. T .. '/late.txt", needs = { "web" } }\n',
+      "more.lua")
+    local r = C.ctl(sock, "add", T .. "/more.lua")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("added: late\n", r.stdout)
+    assert.truthy(H.wait_until(function() return H.slurp(T .. "/late.txt") end, 10))
+    -- the same names again, an unknown key, a cycle: refused with file and line
+    r = C.ctl(sock, "add", T .. "/more.lua")
+    assert.equal(1, r.code)
+    assert.matches("more.lua:1: job 'late' exists already", r.stderr)
+    C.jobfile(T, 'job "x" { cmd = "true", neds = { "web" } }\n', "bad.lua")
+    r = C.ctl(sock, "add", T .. "/bad.lua")
+    assert.equal(1, r.code)
+    assert.matches("bad.lua:1: job \"x\": unknown key 'neds' %(did you mean 'needs'%?%)", r.stderr)
+    C.jobfile(T, 'job "c1" { cmd = "true", needs = { "c2" } }\njob "c2" { cmd = "true", needs = { "c1" } }\n',
+      "cycle.lua")
+    r = C.ctl(sock, "add", T .. "/cycle.lua")
+    assert.equal(1, r.code)
+    assert.matches("dependency cycle: c1 %-> c2 %-> c1", r.stderr)
+    assert.equal(1, C.ctl(sock, "add", T .. "/none.lua").code)
+    assert.truthy(LIVE[C.state(sock, "web").state])
+    assert.equal(0, C.finish(p, sock))
+  end)
+
+  it("eval is off unless lrun was started with --control-lua", function()
+    run(SERVICES)
+    local r = C.ctl(sock, "eval", "return 1")
+    assert.equal(1, r.code)
+    assert.equal("lrun ctl: eval is off: start lrun with --control-lua to allow it\n", r.stderr)
+    C.finish(p, sock)
+  end)
+
+  it("eval runs Lua inside lrun with the lrun API (states, stop, add)", function()
+    run(SERVICES, { "--control-lua" })
+    local r = C.ctl(sock, "eval", [[
+      local n = 0
+      for _, u in ipairs(lrun.states()) do n = n + 1 end
+      print("units", n)
+      assert(lrun.stop("pair.1"))
+      local ok, err = lrun.stop("nope")
+      assert(not ok and err:find("no job or instance named 'nope'"))
+      return lrun.state("web"), table.concat(lrun.jobs(), ",")]])
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("units\t3\nready\nweb,pair\n", r.stdout)
+    assert.truthy(C.wait_state(sock, "pair.1", { stopped = true }))
+    r = C.ctl(sock, "eval", "while true do end")
+    assert.equal(1, r.code)
+    assert.matches("eval", r.stderr)
+    r = C.ctl(sock, "eval", "error('boom')")
+    assert.matches("boom", r.stderr)
+    r = C.ctl(sock, "eval", "return lrun.add { name = 'e1', cmd = 'true', needs = { 'web' } }")
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(C.wait_state(sock, "e1", { ok = true }))
+    assert.truthy(LIVE[C.state(sock, "web").state])
+    C.finish(p, sock)
+  end)
+end)
+
+describe("add_job{} from a policy", function()
+  it("grows the graph from on_exit; a bad job is reported like a policy error", function()
+    local t = H.track(finally)
+    local T = H.tmpdir()
+    t:defer(function() H.rm_rf(T) end)
+    C.jobfile(T, string.format([[
+job "split" { cmd = "echo 3 > %s/n", on_exit = function(ev)
+  local f = io.open("%s/n"); local n = tonumber(f:read("l")); f:close()
+  for i = 1, n do
+    add_job { name = "part" .. i, cmd = "echo part$LRUN_JOB > %s/$LRUN_JOB", needs = { "split" } }
+  end
+end }
+job "bad" { cmd = "true", on_exit = function() add_job { name = "oops", cmd = "true", neds = {} } end }
+job "loop" { cmd = "true", on_exit = function()
+  add_job { name = "l1", cmd = "true", needs = { "l1" } }
+end }
+]], T, T, T))
+    local argv = { C.LRUN, "-k", T .. "/jobs.lua", setenv = { LPROCESS_CPATH = H.cpath },
+      timeout = 60 }
+    local r = assert(H.lp.run(argv))
+    local code = H.lp.exit_code(r.status)
+    for i = 1, 3 do assert.equal("part" .. "part" .. i .. "\n", H.slurp(T .. "/part" .. i)) end
+    assert.equal(1, code)   -- bad and loop failed
+    assert.matches("job bad: policy: .*add_job: jobs.lua:7: job \"oops\": unknown key 'neds'", r.stderr)
+    assert.matches("job loop: policy: .*add_job: .*dependency cycle: l1 %-> l1", r.stderr)
+    assert.matches("part3%s+ok", r.stderr)
+  end)
+
+  it("outside a run, add_job is an error naming the line", function()
+    local T = H.tmpdir()
+    finally(function() H.rm_rf(T) end)
+    C.jobfile(T, 'job "a" { cmd = "true" }\nadd_job { name = "b", cmd = "true" }\n')
+    local r = assert(H.lp.run { C.LRUN, "-n", T .. "/jobs.lua", setenv = { LPROCESS_CPATH = H.cpath } })
+    assert.equal(2, H.lp.exit_code(r.status))
+    assert.matches("jobs.lua:2: add_job: only while lrun runs the graph", r.stderr)
+  end)
+end)
+
+describe("the control socket under bad input", function()
+  local t, T, p, sock, pid0, web0
+  before_each(function()
+    t = H.track(finally)
+    T = H.tmpdir()
+    t:defer(function() H.rm_rf(T) end)
+    p, sock = C.start(t, T, C.jobfile(T, SERVICES))
+    web0 = assert(C.wait_state(sock, "web", { ready = true })).pid
+    pid0 = C.req(sock, { cmd = "pid" }).result
+  end)
+
+  -- lrun and its jobs are as they were
+  local function unaffected()
+    assert.equal(pid0, C.req(sock, { cmd = "pid" }).result)
+    local web = C.state(sock, "web")
+    assert.equal("ready", web.state)
+    assert.equal(web0, web.pid)
+    assert.equal(0, C.finish(p, sock))
+  end
+
+  local function err_of(text)
+    local reply = require("lrun.control.protocol").parse(text:match("^[^\n]*"))
+    assert.is_false(reply.ok)
+    return reply.error
+  end
+
+  it("a wrong job name, for every command that takes one", function()
+    for _, cmd in ipairs { "start", "stop", "restart", "tail" } do
+      local r = C.ctl(sock, cmd, "nosuch")
+      assert.equal(1, r.code)
+      assert.equal("lrun ctl: no job or instance named 'nosuch' (jobs: pair, web)\n", r.stderr)
+    end
+    assert.matches("no job or instance named 'nosuch'",
+      C.ctl(sock, "signal", "nosuch", "TERM").stderr)
+    assert.equal("web is already running",
+      C.req(sock, { cmd = "start", job = "web" }).error)
+    unaffected()
+  end)
+
+  it("a bad signal", function()
+    for _, sig in ipairs { "NOPE", "SIGNOPE", "0x1", "" } do
+      assert.matches("unknown signal", C.req(sock, { cmd = "signal", job = "web", signal = sig }).error)
+    end
+    assert.matches("unknown signal", C.req(sock, { cmd = "signal", job = "web", signal = 1e9 }).error)
+    unaffected()
+  end)
+
+  it("malformed JSON, and requests that are JSON but not requests", function()
+    assert.matches("^malformed JSON", err_of(C.raw(sock, '{"cmd": "status"\n')))
+    assert.matches("^malformed JSON", err_of(C.raw(sock, '{\xff\xfe}\n')))
+    assert.equal("a request is a JSON object", err_of(C.raw(sock, '[1,2]\n')))
+    assert.equal("a request needs \"cmd\"", err_of(C.raw(sock, '{}\n')))
+    assert.equal("unknown key 'jbo'", err_of(C.raw(sock, '{"cmd":"stop","jbo":"web"}\n')))
+    assert.equal("'job' must be a string", err_of(C.raw(sock, '{"cmd":"stop","job":{}}\n')))
+    assert.equal("unknown command 'dance'", err_of(C.raw(sock, '{"cmd":"dance"}\n')))
+    assert.matches("^malformed JSON", err_of(C.raw(sock, string.rep("[", 5000) .. "\n")))
+    assert.matches("^malformed JSON", err_of(C.raw(sock, '{' .. string.rep('"a":{', 40) .. '\n')))
+    assert.equal("error: unknown command 'dance'\n", C.raw(sock, "dance\n"))
+    unaffected()
+  end)
+
+  it("a huge line is cut off at the cap with an error", function()
+    local reply = C.raw(sock, '{"cmd":"status","job":"' .. string.rep("x", 1024 * 1024) .. '"}\n')
+    assert.equal("request too long (more than 65536 bytes)", err_of(reply))
+    unaffected()
+  end)
+
+  it("a client that connects and sends nothing is dropped; others are served meanwhile", function()
+    local idle = assert(core.unix_connect(sock))
+    local t0 = core.now()
+    assert.equal("ready", C.state(sock, "web").state)
+    core.poll({ [idle] = "r" }, 20)
+    assert.equal("", core.recv(idle, 100))   -- EOF: lrun closed it
+    assert.truthy(core.now() - t0 < 15)
+    core.close(idle)
+    unaffected()
+  end)
+
+  it("100 clients at once: every one gets its answer", function()
+    local fds = {}
+    for i = 1, 100 do fds[i] = assert(core.unix_connect(sock)) end
+    for _, fd in ipairs(fds) do core.send(fd, '{"cmd":"status"}\n') end
+    local protocol = require "lrun.control.protocol"
+    for _, fd in ipairs(fds) do
+      local buf = ""
+      H.wait_until(function()
+        local s = core.recv(fd, 65536)
+        if s then buf = buf .. s end
+        return s == "" or s == nil
+      end, 20, { fd })
+      core.close(fd)
+      local reply = protocol.parse(buf:match("^[^\n]*"))
+      assert.is_true(reply.ok)
+      assert.equal(3, #reply.result)
+    end
+    unaffected()
+  end)
+
+  it("a peer of another uid is refused (SO_PEERCRED)", function()
+    if core.getuid() ~= 0 then pending("needs root to connect as another user") return end
+    -- open the socket file up so that only the credential check is left to refuse
+    assert(os.execute("chmod 0777 '" .. T .. "' '" .. sock .. "'"))
+    local r = assert(H.lp.run { "lua5.4", "-e", string.format([[
+      package.cpath = %q .. ";" .. package.cpath
+      local core = require "lprocess.core"
+      local fd = assert(core.unix_connect(%q))
+      core.send(fd, '{"cmd":"shutdown"}\n')
+      core.poll({ [fd] = "r" }, 10)
+      io.write(core.recv(fd, 4096) or "")]], H.cpath, sock), uid = 65534, gid = 65534,
+      timeout = 20 })
+    assert.equal("permission denied: uid 65534 is not lrun's", err_of(r.stdout))
+    unaffected()
+  end)
+end)
