@@ -49,7 +49,10 @@ Web.__index = Web
 
 function Web:state_json()
   local s = self.ctx.scheduler
-  return protocol.encode({ units = s:unit_info(), levels = levels(s.spec), pid = self.ctx.pid })
+  local n = 0
+  for _ in pairs(self.watchers) do n = n + 1 end
+  return protocol.encode({ units = s:unit_info(), levels = levels(s.spec), pid = self.ctx.pid,
+    watchers = n })
 end
 
 function Web:_push_state()

@@ -1,14 +1,11 @@
 --- lrun.http.page: the status page lrun.http serves -- one self-contained HTML file
 -- (no framework, nothing fetched from elsewhere). Its script listens to /events,
 -- draws the units as a table by level of the graph, and posts the buttons' requests
--- to /api. Each unit's row carries data-unit and data-state, so a test can read the
--- page's state from its DOM.
+-- to /api. Each unit's row carries data-unit, data-state and data-seen (the states
+-- this page has shown it in), so a test can read the page's life from its DOM.
 --
 --   require("lrun.http.page").html
---
--- A fragment like #restart=web (or stop=, start=) presses that button once the
--- first state has arrived: a bookmarkable action, and how the browser spec presses
--- a button with nothing but `chromium --dump-dom`.
+-- No action is ever taken from the URL: a link from elsewhere can only show the page.
 local M = {}
 
 M.html = [==[<!doctype html>
@@ -36,7 +33,9 @@ button { margin-right: .3em; } #conn { color: #888; font-size: .9em; }
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-let pressed = false, shown = null;
+window.onerror = (msg) => { $("conn").textContent = "page error: " + msg; };
+let shown = null;
+const seen = {};   // unit -> the states this page has shown it in, in order
 function dur(s) {
   if (s === undefined || s === null) return "-";
   if (s < 10) return s.toFixed(2) + "s";
@@ -91,7 +90,9 @@ function draw(st) {
       tr.appendChild(th); body.appendChild(tr);
     }
     const tr = document.createElement("tr");
-    tr.dataset.unit = u.name; tr.dataset.state = u.state;
+    const list = seen[u.name] = seen[u.name] || [];
+    if (list[list.length - 1] !== u.state) list.push(u.state);
+    tr.dataset.unit = u.name; tr.dataset.state = u.state; tr.dataset.seen = list.join(",");
     tr.dataset.attempt = u.attempt; tr.dataset.pid = u.pid || "";
     const name = cell(tr, u.name);
     name.style.cursor = "pointer"; name.onclick = () => tail(u.name);
@@ -105,16 +106,12 @@ function draw(st) {
     body.appendChild(tr);
   }
   if (shown) tail(shown);
-  if (!pressed && location.hash.length > 1) {
-    pressed = true;
-    const [cmd, unit] = location.hash.slice(1).split("=");
-    const b = document.querySelector('button[data-cmd="' + cmd + '"][data-unit="' +
-      CSS.escape(decodeURIComponent(unit || "")) + '"]');
-    if (b) b.click();
-  }
 }
 const es = new EventSource("/events");
-es.addEventListener("state", (e) => { $("conn").textContent = "live"; draw(JSON.parse(e.data)); });
+es.addEventListener("state", (e) => {
+  try { draw(JSON.parse(e.data)); $("conn").textContent = "live"; }
+  catch (err) { $("conn").textContent = "page error: " + err; }
+});
 es.onerror = () => { $("conn").textContent = "disconnected (lrun ended?)"; };
 </script>
 </body></html>

@@ -10,7 +10,7 @@
 --   local sse = res:events()     -- sse:send(event, data_text); sse.on_close = fn
 --   srv.host, srv.port; srv:close()
 --
--- Limits: headers 16 KiB, a body 64 KiB, 10 s to send a request, 64 connections
+-- Limits: headers 16 KiB, a body 64 KiB, 10 s to send a request, 128 connections
 -- (past them: 503). A request that breaks them gets its 4xx and is closed.
 local core = require "lprocess.core"
 local conn = require "lrun.control.conn"
@@ -19,7 +19,7 @@ local M = {}
 
 M.MAX_HEAD = 16384
 M.MAX_BODY = 65536
-M.MAX_CONNS = 64
+M.MAX_CONNS = 128
 M.IDLE = 10
 
 local REASON = { [200] = "OK", [204] = "No Content", [400] = "Bad Request",
