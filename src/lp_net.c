@@ -192,7 +192,8 @@ static int l_peercred(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   struct ucred cr;
   socklen_t len = sizeof cr;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) return lp_fail(L, errno, "getsockopt SO_PEERCRED");
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+    return lp_fail(L, errno, "getsockopt SO_PEERCRED");
   lua_pushinteger(L, cr.pid);
   lua_pushinteger(L, cr.uid);
   lua_pushinteger(L, cr.gid);
