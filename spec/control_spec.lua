@@ -51,10 +51,11 @@ end)
 describe("lrun ctl", function()
   local t, T, p, sock
   before_each(function()
-    t = H.track(finally)
+    t = H.track()   -- cleaned up in after_each: a finally here would not run
     T = H.tmpdir()
     t:defer(function() H.rm_rf(T) end)
   end)
+  after_each(function() t:cleanup() end)
 
   local function run(text, extra)
     p, sock = C.start(t, T, C.jobfile(T, text), extra)
@@ -254,13 +255,14 @@ end)
 describe("the control socket under bad input", function()
   local t, T, p, sock, pid0, web0
   before_each(function()
-    t = H.track(finally)
+    t = H.track()   -- cleaned up in after_each: a finally here would not run
     T = H.tmpdir()
     t:defer(function() H.rm_rf(T) end)
     p, sock = C.start(t, T, C.jobfile(T, SERVICES))
     web0 = assert(C.wait_state(sock, "web", { ready = true })).pid
     pid0 = C.req(sock, { cmd = "pid" }).result
   end)
+  after_each(function() t:cleanup() end)
 
   -- lrun and its jobs are as they were
   local function unaffected()

@@ -52,7 +52,7 @@ end
 describe("lrun --http", function()
   local t, T, p, sock, port
   before_each(function()
-    t = H.track(finally)
+    t = H.track()   -- cleaned up in after_each: a finally here would not run
     T = H.tmpdir()
     t:defer(function() H.rm_rf(T) end)
     local file = C.jobfile(T, FILE)
@@ -67,6 +67,7 @@ describe("lrun --http", function()
     assert.truthy(C.wait_state(sock, "web", { ready = true }))
     assert.truthy(C.wait_state(sock, "slow", { running = true }))
   end)
+  after_each(function() t:cleanup() end)
 
   local function state()
     local code, body = get(port, "/state")

@@ -103,12 +103,17 @@ end
 
 function Browser:close()
   if not self.w then return end
-  pcall(self.call, self, "Browser.close", {}, nil, 5)
+  -- only to a live browser: a write to its pipe after it died would be SIGPIPE
+  if not self.p.status and H.alive(self.p.pid) then
+    pcall(self.call, self, "Browser.close", {}, nil, 5)
+  end
   core.close(self.w)
   core.close(self.r)
   self.w = nil
-  H.wait_pid(self.p.pid, 10)
-  self.p.status = true
+  if not self.p.status then
+    H.wait_pid(self.p.pid, 10)
+    self.p.status = true
+  end
 end
 
 return M
