@@ -88,12 +88,9 @@ describe("lrun ctl", function()
     local r = C.ctl(sock, "stop", "pair.0")
     assert.equal(0, r.code, r.stderr)
     assert.equal("stop: pair.0\n", r.stdout)
-    assert.truthy(C.wait_state(sock, "pair.0", { stopped = true }))
-    -- the group is gone, not only its leader
-    assert.truthy(H.wait_until(function()
-      for _, m in ipairs(members) do if H.alive(m) then return false end end
-      return true
-    end, 10))
+    -- it answers once the unit has stopped and its whole group is gone
+    assert.equal("stopped", C.state(sock, "pair.0").state)
+    for _, m in ipairs(members) do assert.falsy(H.alive(m)) end
     assert.truthy(LIVE[C.state(sock, "pair.1").state])
     assert.truthy(LIVE[C.state(sock, "web").state])
     r = C.ctl(sock, "start", "pair.0")
@@ -103,11 +100,11 @@ describe("lrun ctl", function()
     local before = { C.state(sock, "pair.0").pid, C.state(sock, "pair.1").pid }
     r = C.ctl(sock, "restart", "pair")
     assert.equal("restart: pair.0, pair.1\n", r.stdout)
-    for i, name in ipairs { "pair.0", "pair.1" } do
-      assert.truthy(H.wait_until(function()
-        local u = C.state(sock, name)
-        return LIVE[u.state] and u.pid ~= before[i]
-      end, 15))
+    for i, name in ipairs { "pair.0", "pair.1" } do   -- up again when it answers
+      local u = C.state(sock, name)
+      assert.truthy(LIVE[u.state])
+      assert.are_not.equal(before[i], u.pid)
+      assert.falsy(H.alive(before[i]))
     end
     -- a run of services only stays up when every unit was stopped by hand
     assert.equal(0, C.ctl(sock, "stop", "pair").code)
@@ -115,6 +112,29 @@ describe("lrun ctl", function()
     assert.truthy(C.wait_state(sock, "web", { stopped = true }))
     assert.equal(0, C.ctl(sock, "start", "web").code)
     assert.truthy(C.wait_state(sock, "web", LIVE))
+    assert.equal(0, C.finish(p, sock))
+  end)
+
+  it("stop waits out the grace of a job that ignores its kill_signal, then KILLs", function()
+    run(SERVICES .. [[
+service "stubborn" { cmd = "trap '' TERM; while :; do sleep 0.1; done", kill_grace = 0.5 }
+]])
+    local pid = assert(C.wait_state(sock, "stubborn", LIVE)).pid
+    local t0 = H.core.now()
+    local r = C.ctl(sock, "stop", "stubborn")
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(H.core.now() - t0 >= 0.5)
+    assert.falsy(H.alive(pid))
+    local u = C.state(sock, "stubborn")
+    assert.equal("stopped", u.state)
+    assert.equal("killed by SIGKILL", u.last_exit)
+    -- "wait": false answers at once
+    assert.equal(0, C.ctl(sock, "start", "stubborn").code)
+    assert.truthy(C.wait_state(sock, "stubborn", LIVE))
+    local reply = C.req(sock, { cmd = "stop", job = "stubborn", wait = false })
+    assert.is_true(reply.ok)
+    assert.truthy(LIVE[C.state(sock, "stubborn").state])
+    assert.truthy(C.wait_state(sock, "stubborn", { stopped = true }))
     assert.equal(0, C.finish(p, sock))
   end)
 
@@ -211,6 +231,72 @@ service "talker" { cmd = "i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1))
     assert.truthy(C.wait_state(sock, "e1", { ok = true }))
     assert.truthy(LIVE[C.state(sock, "web").state])
     C.finish(p, sock)
+  end)
+end)
+
+describe("where lrun ctl finds the socket", function()
+  local t, T
+  before_each(function()
+    t = H.track()
+    T = H.tmpdir()
+  end)
+  after_each(function()
+    t:cleanup()
+    H.rm_rf(T)
+  end)
+
+  local function ctl(cwd, ...)
+    local argv = { C.LRUN, "ctl", ... }
+    argv.cwd, argv.timeout = cwd, 30
+    argv.setenv = { LPROCESS_CPATH = H.cpath, XDG_RUNTIME_DIR = T .. "/run" }
+    local r = assert(H.lp.run(argv))
+    r.code = H.lp.exit_code(r.status)
+    return r
+  end
+
+  it("beside the job file: one socket per job file under $XDG_RUNTIME_DIR", function()
+    assert(os.execute("mkdir -m 700 " .. T .. "/run " .. T .. "/proj"))
+    C.jobfile(T .. "/proj", SERVICES)
+    local p = t:spawn { C.LRUN, "jobs.lua", cwd = T .. "/proj", stdout = "null", stderr = "null",
+      setenv = { LPROCESS_CPATH = H.cpath, XDG_RUNTIME_DIR = T .. "/run" } }
+    local r
+    assert.truthy(H.wait_until(function()
+      r = ctl(T .. "/proj", "status")
+      return r.code == 0 and r.stdout:find("web%s+ready")
+    end, 20), r and r.stderr)
+    local socks = {}
+    for name in io.popen("ls " .. T .. "/run"):lines() do socks[#socks + 1] = name end
+    assert.equal(1, #socks)
+    assert.matches("^lrun%-%x+%.sock$", socks[1])
+    -- elsewhere, with no job file: where to look is said
+    r = ctl(T, "status")
+    assert.equal(3, r.code)
+    assert.matches("no job file.*%-%-control PATH or %-%-pidfile FILE", r.stderr)
+    assert.equal(0, ctl(T, "--file", T .. "/proj/jobs.lua", "shutdown").code)
+    H.wait_pid(p.pid, 20)
+    p.status = true
+    assert.equal(3, ctl(T .. "/proj", "status").code)   -- gone, and so is its socket
+    assert.is_nil(io.open(T .. "/run/" .. socks[1]))
+  end)
+
+  it("with -d: PIDFILE.sock, through --pidfile", function()
+    C.jobfile(T, SERVICES)
+    local pidfile = T .. "/lrun.pid"
+    local r = assert(H.lp.run { C.LRUN, "-d", "--pidfile", pidfile, T .. "/jobs.lua",
+      setenv = { LPROCESS_CPATH = H.cpath }, timeout = 30 })
+    assert.equal(0, H.lp.exit_code(r.status), r.stderr)
+    local pid = tonumber(H.slurp(pidfile))
+    t:defer(function() if H.alive(pid) then H.core.kill(pid, "KILL") end end)
+    assert.truthy(H.wait_until(function()
+      return ctl(T, "--pidfile", pidfile, "status").stdout:find("web%s+ready")
+    end, 20))
+    r = ctl(T, "--pidfile", pidfile, "restart", "web")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(2, math.tointeger(C.state(pidfile .. ".sock", "web").attempt))
+    r = assert(H.lp.run { C.LRUN, "--stop", "--pidfile", pidfile,
+      setenv = { LPROCESS_CPATH = H.cpath }, timeout = 30 })
+    assert.equal(0, H.lp.exit_code(r.status), r.stderr)
+    assert.falsy(H.alive(pid))
   end)
 end)
 

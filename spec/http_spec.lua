@@ -14,7 +14,7 @@ local function wait_for(f) return "while [ ! -e " .. T .. "/" .. f .. " ]; do sl
 job "quick" { cmd = "true" }
 job "slow" { cmd = wait_for("go") }
 job "after" { cmd = wait_for("end"), needs = { "slow" } }
-service "web" { cmd = "exec sleep 300" }
+service "web" { cmd = "echo web says hi; exec sleep 300" }
 ]]
 
 -- One HTTP request over a raw socket -> status code, body
@@ -131,6 +131,9 @@ describe("lrun --http", function()
     assert.are_not.equal(before.pid, after.pid)
     assert.equal(tostring(math.tointeger(after.pid)), rows.web.pid)
     assert.equal("1", rows.slow.attempt)             -- nothing else was touched
+    -- a click on its name shows its log tail
+    pg:eval([[document.querySelector('tr[data-unit="web"] td').click()]])
+    assert.equal("web says hi", pg:wait([[document.getElementById("tail").textContent || null]]))
     C.finish(p, sock)
   end)
 

@@ -162,7 +162,9 @@ function M.main(argv)
     core.close(fd)
     return code
   end
-  local res, err = control.request(path, req, req.cmd == "eval" and 30 or 10)
+  -- stop and restart answer once the job has settled: grace, and then some
+  local res, err = control.request(path, req, (req.cmd == "stop" or req.cmd == "restart") and 600
+    or req.cmd == "eval" and 30 or 10)
   if not res then eprint(err) return err:find("control socket", 1, true) and 3 or 1 end
   if o.json then io.stdout:write(protocol.encode(res.result)) end
   if res.ok == false then eprint(res.error) return 1 end

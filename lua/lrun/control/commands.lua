@@ -6,14 +6,19 @@
 --
 -- ctx: { scheduler =, bus = (lrun.control.bus), pid =, loop =, lua = bool (eval is
 -- allowed), load = fn(path) -> spec fragment | nil, message }. A command answers a
--- result (any JSON value) or nil and a message for that client; `tail` with
--- follow answers commands.STREAM and then writes through stream:send(obj) until it
--- calls stream:finish(). Text requests (req.text) get the older text answers.
+-- result (any JSON value) or nil and a message for that client. Given a stream,
+-- `stop` and `restart` answer once the units have settled (stopped with their
+-- process group empty; up again) unless req.wait is false, and `tail` with follow
+-- streams lines: both answer commands.STREAM and then write through
+-- stream:send(obj) until stream:finish(). Text requests get the older text answers.
+local core = require "lprocess.core"
+local stop = require "lprocess.stop"
 local units = require "lrun.units"
 
 local M = {}
 
 M.STREAM = {}
+M.SETTLE = 10     -- seconds past the grace that stop/restart wait for a unit to settle
 
 local C = {}
 
@@ -47,27 +52,76 @@ function C.shutdown(ctx, req)
 end
 
 -- start/stop/restart/signal on every unit the name stands for.
+-- -> result, the units acted on, their pids before | nil, message
 local function each_unit(ctx, req, method, ...)
   if type(req.job) ~= "string" then return nil, req.cmd .. " needs \"job\"" end
   local s = ctx.scheduler
   local list, err = s:find_units(req.job)
   if not list then return nil, err end
-  local done, errs = {}, {}
+  local done, acted, olds, errs = {}, {}, {}, {}
   for _, u in ipairs(list) do
+    local old = units.LIVE[u.state] and u.pid or false
     local ok, uerr = s[method](s, u, ...)
-    if ok then done[#done + 1] = u.name else errs[#errs + 1] = uerr end
+    if ok then
+      done[#done + 1] = u.name
+      acted[#acted + 1], olds[#acted + 1] = u, old
+    else
+      errs[#errs + 1] = uerr
+    end
   end
   if #done == 0 then return nil, table.concat(errs, "; ") end
-  return { units = done, errors = #errs > 0 and errs or nil }
+  return { units = done, errors = #errs > 0 and errs or nil }, acted, olds
 end
 
-function C.stop(ctx, req)
+-- Has u got where `want` says, its old process group empty?
+local function settled(u, want, old)
+  if old and stop.alive(old) then return false end
+  if want == "ended" then return units.ENDED[u.state] end
+  return units.ENDED[u.state] or (units.LIVE[u.state] and u.pid ~= old)
+end
+
+-- Answer once every unit has settled (stop: ended, its group empty; restart: up
+-- again), as `lrun ctl stop` waits like supervisorctl's. Past the deadline (grace
+-- and some), an error says what is still in the way.
+local function await(ctx, req, stream, want, result, acted, olds)
+  if not stream or req.wait == false then return result end
+  local grace = 0
+  for _, u in ipairs(acted) do grace = math.max(grace, u.job.kill_grace or ctx.scheduler.grace) end
+  local deadline = core.now() + grace + M.SETTLE
+  local function tick()
+    local pending
+    for i, u in ipairs(acted) do
+      if not settled(u, want, olds[i]) then pending = u break end
+    end
+    if not pending then
+      stream:send { ok = true, result = result, id = req.id }
+      return stream:finish()
+    end
+    if core.now() > deadline then
+      stream:send { ok = false, id = req.id, error = string.format(
+        "%s: still %s after %gs", pending.name, pending.state, grace + M.SETTLE) }
+      return stream:finish()
+    end
+    ctx.loop:timer(0.05, tick)
+  end
+  tick()
+  return M.STREAM
+end
+
+function C.stop(ctx, req, stream)
   if req.text then return C.shutdown(ctx, req) end   -- `lrun --stop`'s word
-  return each_unit(ctx, req, "stop_unit")
+  local result, acted, olds = each_unit(ctx, req, "stop_unit")
+  if not result then return nil, acted end
+  return await(ctx, req, stream, "ended", result, acted, olds)
+end
+
+function C.restart(ctx, req, stream)
+  local result, acted, olds = each_unit(ctx, req, "restart_unit")
+  if not result then return nil, acted end
+  return await(ctx, req, stream, "up", result, acted, olds)
 end
 
 function C.start(ctx, req) return each_unit(ctx, req, "start_unit") end
-function C.restart(ctx, req) return each_unit(ctx, req, "restart_unit") end
 
 function C.signal(ctx, req)
   if req.signal == nil then return nil, "signal needs \"signal\"" end

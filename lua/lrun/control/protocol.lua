@@ -21,7 +21,7 @@ if json.decode_max_depth then json.decode_max_depth(32) end
 
 -- The keys a request may carry, and the type each must have.
 local FIELDS = { cmd = "string", job = "string", signal = "string", lines = "number",
-  follow = "boolean", file = "string", code = "string", id = true }
+  follow = "boolean", wait = "boolean", file = "string", code = "string", id = true }
 
 --- decode(line) -> request | nil, message
 function M.decode(line)
