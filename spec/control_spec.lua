@@ -200,6 +200,22 @@ service "talker" { cmd = "i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1))
     assert.equal(0, C.finish(p, sock))
   end)
 
+  it("after a failure (without -k) nothing is added or started but by hand", function()
+    p, sock = C.start(t, T, C.jobfile(T, string.format([[
+job "long" { cmd = "while [ ! -e %s/end ]; do sleep 0.05; done" }
+job "bad" { cmd = "false" }
+job "later" { cmd = "true", needs = { "bad" } }
+]], T)))
+    assert.truthy(C.wait_state(sock, "bad", { failed = true }))
+    C.jobfile(T, 'job "x" { cmd = "true" }\n', "more.lua")
+    local r = C.ctl(sock, "add", T .. "/more.lua")
+    assert.equal(1, r.code)
+    assert.equal("lrun ctl: no job starts any more after a failure (without -k)\n", r.stderr)
+    assert.equal("skipped", C.state(sock, "later").state)
+    H.spit(T .. "/end", "")
+    assert.equal(1, H.lp.exit_code(assert(H.wait_pid(p.pid, 20))))
+  end)
+
   it("eval is off unless lrun was started with --control-lua", function()
     run(SERVICES)
     local r = C.ctl(sock, "eval", "return 1")
@@ -231,6 +247,29 @@ service "talker" { cmd = "i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1))
     assert.truthy(C.wait_state(sock, "e1", { ok = true }))
     assert.truthy(LIVE[C.state(sock, "web").state])
     C.finish(p, sock)
+  end)
+end)
+
+describe("lrun.control.bus", function()
+  it("fans events out, and keeps the last lines of only the units that ended last", function()
+    local bus = require "lrun.control.bus"
+    local keep = bus.KEEP_UNITS
+    finally(function() bus.KEEP_UNITS = keep end)
+    bus.KEEP_UNITS = 3
+    local out = { tail = function(_, name) return { name .. " said" } end }
+    local seen = {}
+    local b = bus.new(nil, out)
+    local off = b:listen(function(kind, f) seen[#seen + 1] = kind .. " " .. f.job end)
+    b:listen(function() error("a listener that fails harms nobody") end)
+    out.message = function() end
+    for i = 1, 5 do b:emit("exit", { job = "u" .. i }) end
+    off()
+    b:emit("start", { job = "u6" })
+    assert.same({ "exit u1", "exit u2", "exit u3", "exit u4", "exit u5" }, seen)
+    out.tail = function() return {} end     -- lrun.output let them go
+    assert.same({}, b:last_lines("u2"))
+    assert.same({ "u3 said" }, b:last_lines("u3"))
+    assert.same({ "u5 said" }, b:last_lines("u5", 1))
   end)
 end)
 

@@ -13,10 +13,27 @@ local M = {}
 local Bus = {}
 Bus.__index = Bus
 
-M.KEEP_LINES = 50
+M.KEEP_LINES = 20     -- lines kept of an ended unit
+M.KEEP_UNITS = 1000   -- of the units that ended last: a run of 100 000 jobs keeps 1000
 
 function M.new(file, out)
-  return setmetatable({ file = file, out = out, listeners = {}, kept = {} }, Bus)
+  -- order[head..last]: the names kept, oldest first
+  return setmetatable({ file = file, out = out, listeners = {}, kept = {}, order = {},
+    head = 1, last = 0 }, Bus)
+end
+
+function Bus:_keep(name)
+  if not self.kept[name] then
+    local order = self.order
+    self.last = self.last + 1
+    order[self.last] = name
+    if self.last - self.head >= M.KEEP_UNITS then
+      self.kept[order[self.head]] = nil
+      order[self.head] = nil
+      self.head = self.head + 1
+    end
+  end
+  self.kept[name] = self.out:tail(name, M.KEEP_LINES)
 end
 
 function Bus:listen(fn)
@@ -26,9 +43,7 @@ end
 
 function Bus:emit(kind, fields)
   if self.file then self.file:emit(kind, fields) end
-  if kind == "exit" and self.out then
-    self.kept[fields.job] = self.out:tail(fields.job, M.KEEP_LINES)
-  end
+  if kind == "exit" and self.out then self:_keep(fields.job) end
   if next(self.listeners) == nil then return end
   local snap = {}
   for fn in pairs(self.listeners) do snap[#snap + 1] = fn end

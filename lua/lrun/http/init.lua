@@ -15,7 +15,8 @@
 -- otherwise, and a POST must carry Content-Type: application/json and, when the
 -- browser sends an Origin, the page's own -- so another site open in the same
 -- browser cannot press the buttons (a cross-site JSON POST needs a preflight that
--- this server never grants).
+-- this server never grants). Against DNS rebinding, a request must name the host
+-- as localhost or an address.
 local commands = require "lrun.control.commands"
 local protocol = require "lrun.control.protocol"
 local server = require "lrun.http.server"
@@ -114,7 +115,18 @@ function Web:_api(req, res)
   res:send(200, "application/json", protocol.reply(result, r.id))
 end
 
+-- A page reached by a name other than localhost or an address literal may be DNS
+-- rebinding: another site's name made to point here, its scripts then "same-origin".
+local function trusted_host(req)
+  local host = (req.headers.host or ""):gsub(":%d+$", "")
+  return host == "" or host == "localhost" or host:match("^[%d.]+$") ~= nil
+    or host:match("^%[[%x:.]+%]$") ~= nil
+end
+
 function Web:_route(req, res)
+  if not trusted_host(req) then
+    return res:send(403, "text/plain", "unexpected Host: use an address or localhost\n")
+  end
   local p = req.path
   if p == "/api" then return self:_api(req, res) end
   if req.method ~= "GET" then return res:send(405, "text/plain", "GET only\n") end

@@ -141,6 +141,7 @@ end
 --- of this run). Names must be new. -> the names added | nil, message
 function Scheduler:add_jobs(frag)
   if self.shutting then return nil, "lrun is stopping" end
+  if self.halted then return nil, "no job starts any more after a failure (without -k)" end
   local spec = self.spec
   for _, job in ipairs(frag.jobs) do
     if spec.by_name[job.name] then
