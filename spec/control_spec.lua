@@ -1,7 +1,7 @@
 -- Working with a running lrun (issue 13): `lrun ctl` and the JSON-lines protocol of
--- the control socket, add_job{} from a policy, the core's peercred, and what bad
--- input does (a clear error to that client; lrun and its jobs unaffected). Every
--- lrun here is a real process on a job file the test writes, driven over its socket.
+-- the control socket, add_job{} from a policy, the core's peercred (bad input:
+-- spec/control_input_spec.lua). Every lrun here is a real process on a job file the
+-- test writes, driven over its socket.
 local H = require "helper"
 local C = require "support.ctl"
 local core = H.core
