@@ -5,7 +5,7 @@
 --                                           -- scheduler, signals, watchdog, reports
 --   app.init(o)                             -- --init -- CMD  |  --init jobs.lua
 --   app.daemon_cmds(o)                      -- --status / --stop with --pidfile
---   app.attach_daemon(d, loop, scheduler)   -- -d: SIGUSR2, the control socket
+--   app.attach_daemon(d, loop, scheduler [, ctx])  -- -d: SIGUSR2, the control socket
 --                                           -- (every run serves one: lrun.control)
 --   app.load(o)                             -- the job file and its selected jobs
 --   app.list(spec)                          -- -l
@@ -221,7 +221,9 @@ function M.run(o, spec, selected, d)
     loop = loop, out = out, run_id = run_id, watchdog = wd, events = events, joblog = joblog,
   })
   wire(loop, s, out)
-  if rows then require("lrun.resume").apply(s, spec, rows, o.resume and "resume" or "retry-failed") end
+  if rows then
+    require("lrun.resume").apply(s, spec, rows, o.resume and "resume" or "retry-failed")
+  end
   local close_ops, oerr = operate(o, spec, d, { loop = loop, scheduler = s, bus = events,
     pid = core.getpid() })
   if not close_ops then return early_fail(oerr, events, joblog) end

@@ -151,6 +151,13 @@ end
 
 local JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
+-- The Command column's text of a command (a string or an argv array).
+function M.joblog_command(cmd)
+  cmd = cmd or ""
+  if type(cmd) == "table" then cmd = shell_join(cmd) end
+  return (tostring(cmd):gsub("\n", "\0"))
+end
+
 local Joblog = {}
 Joblog.__index = Joblog
 
@@ -159,13 +166,6 @@ Joblog.__index = Joblog
 -- up from 1, host ":" (local), send/receive/exitval/signal 0. The command is
 -- a string or an argv array; newlines in it become NUL bytes, as in parallel,
 -- so one job stays one line.
--- The Command column's text of a command (a string or an argv array).
-function M.joblog_command(cmd)
-  cmd = cmd or ""
-  if type(cmd) == "table" then cmd = shell_join(cmd) end
-  return (tostring(cmd):gsub("\n", "\0"))
-end
-
 function Joblog:write(row)
   self.seq = row.seq or (self.seq + 1)
   local cmd = M.joblog_command(row.command)
