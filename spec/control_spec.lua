@@ -146,6 +146,11 @@ service "stubborn" { cmd = "trap '' TERM; while :; do sleep 0.1; done", kill_gra
     r = C.ctl(sock, "signal", "web", "BOGUS")
     assert.equal(1, r.code)
     assert.equal("lrun ctl: unknown signal 'BOGUS'\n", r.stderr)
+    r = C.ctl(sock, "signal", "web", tostring(core.signals.USR1))   -- by number
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(H.wait_until(function()
+      return select(2, (H.slurp(T .. "/out") or ""):gsub("got USR1", "")) == 2
+    end, 10))
     r = C.ctl(sock, "signal", "web", "99")
     assert.equal(1, r.code)
     assert.matches("unknown signal '99'", r.stderr)

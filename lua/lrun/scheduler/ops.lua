@@ -121,6 +121,7 @@ function Scheduler:_ended_hook(u)
 end
 
 function Scheduler:signal_unit(u, sig)
+  if type(sig) == "string" and sig:match("^%d+$") then sig = math.tointeger(tonumber(sig)) end
   local n = core.signals[sig]
   if type(sig) == "string" and not n then
     n = core.signals[(sig:upper():gsub("^SIG", ""))]
