@@ -1,9 +1,12 @@
 /*
  * lp_net.c -- the few sockets a process runner needs: nonblocking TCP connects for
- * readiness probes, Unix sockets for notify=systemd and the daemon's status socket.
+ * readiness probes, Unix sockets for notify=systemd and the daemon's status socket,
+ * the peer credentials of a Unix socket, and a TCP listener for a local status page.
  */
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -183,11 +186,84 @@ static int l_send(lua_State *L) {
   return 1;
 }
 
+/* peercred(fd) -> pid, uid, gid of the process at the other end of a connected Unix
+ * socket (as it was when it connected: SO_PEERCRED). */
+static int l_peercred(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+    return lp_fail(L, errno, "getsockopt SO_PEERCRED");
+  lua_pushinteger(L, cr.pid);
+  lua_pushinteger(L, cr.uid);
+  lua_pushinteger(L, cr.gid);
+  return 3;
+}
+
+/* tcp_listen(host, port) -> fd (nonblocking, SO_REUSEADDR, backlog 64). host is a
+ * numeric address or a name; the first address it resolves to is bound. Port 0
+ * picks a free port (sockname tells which). */
+static int l_tcp_listen(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, port >= 0 && port < 65536, 2, "port out of range");
+  char serv[16];
+  snprintf(serv, sizeof serv, "%d", (int)port);
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+  int gai = getaddrinfo(host, serv, &hints, &ai);
+  if (gai != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "listen %s:%d: %s", host, (int)port, gai_strerror(gai));
+    lua_pushinteger(L, EINVAL);
+    return 3;
+  }
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0
+      || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return lp_failf(L, e, "listen %s:%d", host, (int)port);
+  }
+  freeaddrinfo(ai);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* sockname(fd) -> address, port of a bound TCP socket ("127.0.0.1", 8080). */
+static int l_sockname(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return lp_fail(L, errno, "getsockname");
+  char buf[INET6_ADDRSTRLEN];
+  int port;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    port = ntohs(a->sin6_port);
+  } else {
+    return lp_fail(L, EAFNOSUPPORT, "getsockname");
+  }
+  lua_pushstring(L, buf);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
 void lp_open_net(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"tcp_connect", l_tcp_connect}, {"sockerror", l_sockerror},
     {"unix_listen", l_unix_listen}, {"unix_connect", l_unix_connect},
-    {"accept", l_accept}, {"recv", l_recv}, {"send", l_send}, {NULL, NULL}
+    {"accept", l_accept}, {"recv", l_recv}, {"send", l_send},
+    {"peercred", l_peercred}, {"tcp_listen", l_tcp_listen}, {"sockname", l_sockname},
+    {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
 }

@@ -5,7 +5,8 @@
 --                                           -- scheduler, signals, watchdog, reports
 --   app.init(o)                             -- --init -- CMD  |  --init jobs.lua
 --   app.daemon_cmds(o)                      -- --status / --stop with --pidfile
---   app.attach_daemon(d, loop, scheduler)   -- -d: SIGUSR2, the control socket
+--   app.attach_daemon(d, loop, scheduler [, ctx])  -- -d: SIGUSR2, the control socket
+--                                           -- (every run serves one: lrun.control)
 --   app.load(o)                             -- the job file and its selected jobs
 --   app.list(spec)                          -- -l
 --   app.dry_run(o, spec, selected)          -- -n (with the sbatch lines for Slurm)
@@ -106,7 +107,7 @@ local function open_reports(o)
     if not events then return nil, nil, err end
   end
   if o.joblog then
-    joblog, err = report.joblog(o.joblog)
+    joblog, err = report.joblog(o.joblog, { append = o.resume or o.retry_failed })
     if not joblog then
       if events then events:close() end
       return nil, nil, err
@@ -188,15 +189,60 @@ local function wire(loop, s, out)
   return true
 end
 
--- A daemon's extras: SIGUSR2 reopens the logs, PIDFILE.sock answers --status/--stop.
-function M.attach_daemon(d, loop, s)
+-- A daemon's extras: SIGUSR2 reopens the logs, its control socket (PIDFILE.sock, or
+-- ctx.path) answers --status/--stop and `lrun ctl`.
+function M.attach_daemon(d, loop, s, ctx)
   local control = require "lrun.control"
   d:attach(loop)
   if d.pidfile then
-    local server, err = control.serve(loop, d.pidfile .. ".sock", control.handler(s, d.pid))
+    ctx = ctx or { loop = loop, scheduler = s, pid = d.pid }
+    local server, err = control.start(ctx, ctx.path or (d.pidfile .. ".sock"))
     if not server then error(err, 0) end
     d:at_cleanup(function() server:close() end)
   end
+end
+
+-- Working with the run while it runs: the control socket, the lrun API of eval and
+-- add_job, --http. -> a close function | nil, message
+local function operate(o, spec, d, ctx)
+  local control = require "lrun.control"
+  local api = require "lrun.control.api"
+  ctx.lua = o.control_lua
+  ctx.load = function(path) return api.load_file(ctx, path) end
+  api.attach(ctx)
+  local closers = {}
+  local path, perr = control.default_path(o, spec.file)
+  if d then
+    ctx.path = path
+    local ok, err = pcall(M.attach_daemon, d, ctx.loop, ctx.scheduler, ctx)
+    if not ok then return nil, tostring(err) end
+  elseif path then
+    local server, err = control.start(ctx, path)
+    -- The default socket of a job file another lrun is running: this run has none.
+    if not server and (o.control or o.pidfile) then return nil, err end
+    if server then closers[#closers + 1] = server
+    elseif o.verbose then ctx.scheduler.out:message(err) end
+  elseif o.verbose then
+    ctx.scheduler.out:message(perr)
+  end
+  if o.http then
+    local web, err = require("lrun.http").start(ctx, o.http)
+    if not web then
+      for _, c in ipairs(closers) do c:close() end
+      return nil, err
+    end
+    closers[#closers + 1] = web
+  end
+  return function()
+    for _, c in ipairs(closers) do c:close() end
+    api.attach(nil)
+  end
+end
+
+-- --resume / --retry-failed: the joblog's rows, read before it is appended to.
+local function resume_rows(o)
+  if not (o.resume or o.retry_failed) then return nil end
+  return require("lrun.resume").read(o.joblog)
 end
 
 --- run(o, spec, selected [, daemon]) -> exit code
@@ -233,20 +279,27 @@ function M.run(o, spec, selected, d)
     loop:close()
     return M.fail_start(msg, d, code)
   end
+  local rows, rerr = resume_rows(o)
+  if rerr then return early_fail("--joblog " .. rerr, 2) end
   local events, joblog, err = open_reports(o)
   if err then return early_fail(err, 2) end
+  -- The event stream goes to --events and to whoever watches the run.
+  events = require("lrun.control.bus").new(events, out)
   local s, serr = make_scheduler(o, spec, selected, {
     loop = loop, out = out, run_id = run_id, watchdog = wd, events = events, joblog = joblog,
   })
   if not s then return early_fail(serr, 2, events, joblog) end
   local wired, wire_err = wire(loop, s, out)
   if not wired then return early_fail(wire_err, 1, events, joblog) end
-  if d then
-    local ok, derr = pcall(M.attach_daemon, d, loop, s)
-    if not ok then return early_fail(tostring(derr), 2, events, joblog) end
-    d:ready()
+  if rows then
+    require("lrun.resume").apply(s, spec, rows, o.resume and "resume" or "retry-failed")
   end
+  local close_ops, oerr = operate(o, spec, d, { loop = loop, scheduler = s, bus = events,
+    pid = core.getpid() })
+  if not close_ops then return early_fail(oerr, 2, events, joblog) end
+  if d then d:ready() end
   local code = s:run()
+  close_ops()
   out:set_status(nil)
   out:flush()
   out:close()

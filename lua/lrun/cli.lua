@@ -13,6 +13,7 @@ M.VERSION = "0.1.0"
 
 local USAGE = [[
 usage: lrun [OPTIONS] [FILE] [TARGET...]
+       lrun ctl [--pidfile F | --control PATH] CMD ...   (lrun ctl --help)
   FILE defaults to ./jobs.lua, then jobs.yaml/.yml; TARGETs run only those jobs
   and what they depend on.
 
@@ -26,6 +27,12 @@ usage: lrun [OPTIONS] [FILE] [TARGET...]
       --log-dir DIR   also write each job's output to DIR/NAME.log
       --events FILE   one JSON object per event
       --joblog FILE   one line per finished job, GNU parallel's --joblog columns
+      --resume        with --joblog: run only what has not succeeded there yet
+      --retry-failed  with --joblog: run only what failed there, and its dependents
+      --control PATH  the control socket (default: PIDFILE.sock, or one per job
+                      file under $XDG_RUNTIME_DIR)
+      --control-lua   allow `lrun ctl eval` (Lua inside lrun; off by default)
+      --http [ADDR:]PORT  serve a status page (ADDR defaults to 127.0.0.1)
       --color WHEN    auto | always | never
   -q, --quiet         no summary, only errors
   -v, --verbose       say when jobs start, stop and are skipped
@@ -51,6 +58,9 @@ local OPTIONS = {
   ["--log-dir"] = { "log_dir", true },
   ["--events"] = { "events", true },
   ["--joblog"] = { "joblog", true },
+  ["--resume"] = { "resume" }, ["--retry-failed"] = { "retry_failed" },
+  ["--control"] = { "control", true }, ["--control-lua"] = { "control_lua" },
+  ["--http"] = { "http", true },
   ["--color"] = { "color", true }, ["--colour"] = { "color", true },
   ["-q"] = { "quiet" }, ["--quiet"] = { "quiet" },
   ["-v"] = { "verbose" }, ["--verbose"] = { "verbose" },
@@ -124,6 +134,14 @@ local function check_values(o)
   if o.executor and o.executor ~= "local" and o.executor ~= "slurm" then
     return nil, "--executor must be local or slurm, got '" .. o.executor .. "'"
   end
+  if (o.resume or o.retry_failed) and not o.joblog then
+    return nil, (o.resume and "--resume" or "--retry-failed") .. " needs --joblog FILE"
+  end
+  if o.http then
+    local host, port = M.parse_addr(o.http)
+    if not host then return nil, "--http needs [ADDR:]PORT, got '" .. o.http .. "'" end
+    o.http = { host = host, port = port }
+  end
   if (o.status or o.stop or o.daemon) and not o.pidfile and not o.daemon then
     return nil, (o.status and "--status" or "--stop") .. " needs --pidfile FILE"
   end
@@ -173,6 +191,16 @@ function M.parse(argv)
   return o
 end
 
+--- parse_addr("8080" | "0.0.0.0:8080" | "[::1]:8080") -> host, port | nil
+function M.parse_addr(s)
+  local host, port = s:match("^%[([%x:]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([^:]+):(%d+)$") end
+  if not host then host, port = "127.0.0.1", s:match("^(%d+)$") end
+  port = math.tointeger(tonumber(port))
+  if not port or port > 65535 then return nil end
+  return host, port
+end
+
 function M.is_jobfile_name(s)
   return s:match("%.lua$") or s:match("%.ya?ml$")
 end
@@ -195,6 +223,9 @@ function M.main(argv)
   -- The signal configuration lrun was started with, before lrun blocks anything of
   -- its own: every job and CMD starts with it (doc/design.md, "Signals").
   local mask, ignored = require("lprocess.core").sigstate()
+  if argv and argv[1] == "ctl" then
+    return require("lrun.control.client").main(table.move(argv, 2, #argv, 1, {}))
+  end
   local o, err = M.parse(argv or {})
   if not o then eprint(err); return 2 end
   o.sigmask, o.sigignore = mask, ignored

@@ -151,6 +151,13 @@ end
 
 local JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
+-- The Command column's text of a command (a string or an argv array).
+function M.joblog_command(cmd)
+  cmd = cmd or ""
+  if type(cmd) == "table" then cmd = shell_join(cmd) end
+  return (tostring(cmd):gsub("\n", "\0"))
+end
+
 local Joblog = {}
 Joblog.__index = Joblog
 
@@ -161,9 +168,7 @@ Joblog.__index = Joblog
 -- so one job stays one line.
 function Joblog:write(row)
   self.seq = row.seq or (self.seq + 1)
-  local cmd = row.command or ""
-  if type(cmd) == "table" then cmd = shell_join(cmd) end
-  cmd = tostring(cmd):gsub("\n", "\0")
+  local cmd = M.joblog_command(row.command)
   local f = self.file
   f:write(concat({
     tostring(self.seq),

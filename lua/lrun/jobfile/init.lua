@@ -3,6 +3,10 @@
 --
 --   jobfile.load(path)  -> spec | nil, message, errors
 --   jobfile.find(dir)   -> path of dir/jobs.lua, dir/jobs.yaml or dir/jobs.yml | nil, message
+--   jobfile.load(path, { known =, settings = })        -- jobs to add to a running
+--   jobfile.define(entries, { known =, settings =, where = })  -- graph (lrun ctl add,
+--                                    -- add_job{}): needs may name `known` jobs
+--                                    -- ({ name = kind }); settings: the run's
 --
 -- On failure `message` is the first error, one line ("jobs.lua:12: job "build":
 -- unknown key 'neds' (did you mean 'needs'?)"), and `errors` holds every error found
@@ -89,10 +93,11 @@ local function resolve_needs(raw, spec, kind_of)
   end
 end
 
-local function validate(raw)
+local function validate(raw, opts)
   local spec = { file = raw.file, dir = raw.dir, format = raw.format,
     jobs = {}, by_name = {} }
-  spec.settings = schema.settings(raw)
+  spec.settings = opts and opts.settings and #raw.settings == 0 and opts.settings
+    or schema.settings(raw)
   local policies, policy_names = schema.policies(raw)
   spec.policies = policies
   local policy_set = {}
@@ -100,7 +105,7 @@ local function validate(raw)
 
   local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names,
     policy_set = policy_set, settings = spec.settings }
-  local kind_of, first_at = {}, {}
+  local kind_of, first_at = setmetatable({}, { __index = opts and opts.known }), {}
   for _, entry in ipairs(raw.entries) do
     local ok, why = schema.valid_name(entry.name)
     if not ok then
@@ -133,11 +138,11 @@ local function validate(raw)
 end
 
 -- Read and validate; runs within sandbox.bounded.
-local function read_and_validate(raw, text)
+local function read_and_validate(raw, text, opts)
   local read = raw.format == "yaml" and yaml_loader.read or lua_loader.read
   local ok, msg = read(raw, text)
   if not ok then return nil, msg, { msg } end
-  return validate(raw)
+  return validate(raw, opts)
 end
 
 local function read_file(path)
@@ -149,7 +154,7 @@ local function read_file(path)
   return text
 end
 
-function M.load(path)
+function M.load(path, opts)
   if type(path) ~= "string" or path == "" then return nil, "no job file given" end
   local text, err = read_file(path)
   if not text then return nil, err end
@@ -160,7 +165,7 @@ function M.load(path)
     format = path:lower():match("%.ya?ml$") and "yaml" or "lua",
     entries = {}, settings = {}, policies = {}, errors = {} }
   if raw.dir == "" then raw.dir = "/" end
-  local res = table.pack(sandbox.bounded(read_and_validate, raw, text))
+  local res = table.pack(sandbox.bounded(read_and_validate, raw, text, opts))
   if res[1] then return table.unpack(res, 2, res.n) end
   -- The file's code, or a metamethod of its tables, ran too long or raised.
   local msg = D.line(res[2])
@@ -175,6 +180,17 @@ function M.load(path)
     msg = raw.base .. ": " .. msg
   end
   return nil, msg, { msg }
+end
+
+-- entries: { { name =, kind = "job"|"service", t = { key = value }, where = } }
+function M.define(entries, opts)
+  local where = opts.where or "add_job"
+  local raw = { file = opts.file or where, dir = opts.dir or assert(P.cwd()),
+    base = where, format = "lua", entries = entries, settings = {}, policies = {},
+    errors = {} }
+  local ok, spec, msg = sandbox.bounded(validate, raw, opts)
+  if not ok then return nil, where .. ": " .. D.line(spec) end
+  return spec, msg
 end
 
 function M.find(dir)

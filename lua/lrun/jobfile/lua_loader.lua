@@ -67,6 +67,10 @@ local function dsl(raw, chunkname, pending)
       end
       raw.settings[#raw.settings + 1] = { t = t, where = where }
     end,
+    -- Called later, from a policy or on_exit, while lrun runs the graph.
+    add_job = function(def)
+      return require("lrun.control.api").add_job(def, site(raw, chunkname))
+    end,
     policy = function(name, fn)
       local where = site(raw, chunkname)
       local function define(f)

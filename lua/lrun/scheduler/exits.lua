@@ -138,7 +138,8 @@ function Scheduler:_joblog(u)
   self.seq = self.seq + 1
   local st = u.status
   self.joblog:write {
-    seq = self.seq, start = u.started_wall, runtime = u.runtime or 0,
+    -- Host names the unit: --resume reads rows back by it
+    seq = self.seq, host = u.name, start = u.started_wall, runtime = u.runtime or 0,
     receive = u.bytes or 0,
     exitval = st and st.how == "exit" and st.code or (st and 0 or 127),
     signal = st and st.how == "signal" and st.signal or 0,

@@ -9,6 +9,7 @@
 --   s:abort(why)                  -- a shutdown that fails the run
 --   s:orphan_reaped()             -- a re-parented orphan ended: a group may be empty
 --   s:results(), s:states(), s:counts()
+--   s:start_unit(u), s:stop_unit(u), s:add_jobs(...), ...   -- lrun.scheduler.ops
 --
 -- `-j N` bounds running *jobs*; services run outside the bound (a service holding a
 -- slot forever would starve the jobs that need it). A run with batch jobs ends when
@@ -25,6 +26,7 @@ local policy = require "lrun.policy"
 local ready = require "lrun.ready"
 local units = require "lrun.units"
 local exits = require "lrun.scheduler.exits"
+local ops = require "lrun.scheduler.ops"
 
 local M = {}
 local Scheduler = {}
@@ -32,6 +34,7 @@ Scheduler.__index = Scheduler
 exits.install(Scheduler)
 local describe = exits.describe
 M.describe = describe
+ops.install(Scheduler, describe)
 
 local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
 
@@ -316,6 +319,7 @@ function Scheduler:_finish(u, result, reason)
   end
   if self.joblog and result ~= "skipped" and u.attempt > 0 then self:_joblog(u) end
   if FAILED[result] then self:_failure(u, result) end
+  if u.on_end then self:_ended_hook(u) end   -- a restart by hand comes back here
   self:_changed(u.job)
   self:_maybe_done()
 end
@@ -400,11 +404,12 @@ function Scheduler:_maybe_done()
       had_batch = true
     end
   end
-  if had_batch and any_service then return self:shutdown(nil, nil) end
+  if had_batch and any_service and not self.hold then return self:shutdown(nil, nil) end
 end
 
 function Scheduler:finished()
-  return self.unended == 0 and not self.ex:busy()
+  -- `hold`: a services-only run whose units were stopped by hand goes on
+  return self.unended == 0 and not self.ex:busy() and not (self.hold and not self.shutting)
 end
 
 -- Run to the end. Returns the exit code (doc/design.md, "Exit codes").
