@@ -81,7 +81,7 @@ local CASES = {
   { call = "signalfd", nth = 1, why = "the loop's signal descriptor: no run without it" },
   { call = "epoll_ctl", nth = 6, why = "the signal descriptor remade for SIGHUP's " ..
     "handler cannot be watched: lrun says so instead of never hearing SIGCHLD" },
-  { call = "epoll_ctl", nth = 8, why = "a job's output pipe cannot be watched: that " ..
+  { call = "epoll_pipe", nth = 1, why = "a job's output pipe cannot be watched: that " ..
     "job fails before it starts" },
   { call = "write", nth = 1, why = "the watchdog does not hear of a group: the run " ..
     "stops and fails rather than leave a group a kill -9 of lrun would not reach" },

@@ -4,6 +4,8 @@
  *
  *   FAULT_CALL   clone | pipe2 | epoll_ctl | signalfd | write | stdio (fwrite, fflush)
  *                | stdout (fwrite, fflush on stdout only: stderr still says why)
+ *                | epoll_pipe (epoll_ctl adding a pipe: a job's output, counted apart
+ *                from the loop's other descriptors, whose number varies with setup)
  *   FAULT_NTH    the first call to fail, counting from 1 (default 1)
  *   FAULT_COUNT  how many calls fail from there; 0: every one (default 1)
  *   FAULT_ERRNO  a name (EAGAIN, ENOMEM, EIO, ...) or a number (default EIO)
@@ -27,6 +29,7 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 static char call[32];
@@ -111,8 +114,14 @@ int pipe2(int fds[2], int flags) {
   return real(fds, flags);
 }
 
+static int is_pipe(int fd) {
+  struct stat st;
+  return syscall(SYS_fstat, fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
 int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   if (inject("epoll_ctl")) return -1;
+  if (op == EPOLL_CTL_ADD && is_pipe(fd) && inject("epoll_pipe")) return -1;
   REAL(int, "epoll_ctl", int, int, int, struct epoll_event *);
   return real(epfd, op, fd, ev);
 }
