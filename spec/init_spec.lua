@@ -270,7 +270,9 @@ exit 7]]
     end
     -- Run argv as a launcher would that ignores IGN and blocks BLK; -> result
     local function launched(argv, extra)
-      local spec = { setenv = U.env(), timeout = 30, stdin = "null", sigignore = IGN,
+      -- under make sanitize, ASan's own SIGSEGV handler would replace the ignored one
+      local env = U.env { ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":handle_segv=0" }
+      local spec = { setenv = env, timeout = 30, stdin = "null", sigignore = IGN,
         sigmask = BLK }
       for k, v in pairs(extra or {}) do spec[k] = v end
       for i, a in ipairs(argv) do spec[i] = a end
