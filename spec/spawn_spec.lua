@@ -173,6 +173,24 @@ describe("lprocess.spawn", function()
       assert.same({ "nobody", pw.uid, want }, { name, tonumber(uid), got })
       assert.exited(0, p:wait())
     end)
+
+    it("a bare uid with a passwd entry takes its gid and groups, not root's (hardening 4)", function()
+      if core.geteuid() ~= 0 then
+        pending("needs root")
+        return
+      end
+      local pw = core.getpwnam("nobody")
+      local t = H.track(finally)
+      local p = t:spawn { "sh", "-c", "id -u; id -g; id -G", stdout = "pipe", uid = pw.uid }
+      local uid, gid, groups = p.stdout:read("a"):match("^(%d+)\n(%d+)\n([%d ]+)\n$")
+      assert.equal(pw.uid, tonumber(uid))
+      assert.equal(pw.gid, tonumber(gid))
+      for g in groups:gmatch("%d+") do assert.are_not.equal(0, tonumber(g)) end
+      assert.exited(0, p:wait())
+      -- lrun's user= goes through the same lprocess.credentials
+      assert.same({ uid = pw.uid, gid = pw.gid, groups = core.getgrouplist("nobody", pw.gid) },
+        lp.credentials { user = "nobody" })
+    end)
   end)
 
   describe("process groups and sessions", function()
