@@ -37,6 +37,22 @@ local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
 local TRANSIENT = { [core.errno.EAGAIN] = true, [core.errno.ENOMEM] = true }
 
+-- The edges of the selected graph, per needed job.
+local function need_edges(spec, by_job)
+  local edges = {}
+  for _, job in ipairs(spec.jobs) do
+    if by_job[job.name] then
+      for k, need in ipairs(job.needs) do
+        local list = edges[need.name]
+        if not list then list = {}; edges[need.name] = list end
+        list[#list + 1] = job
+        list[#list + 1] = k
+      end
+    end
+  end
+  return edges
+end
+
 -- opts: loop, out, executor (an executor object), jobs, keep_going, grace, events,
 -- joblog, exit_on_failure, verbose
 function M.new(spec, selected, opts)
@@ -61,8 +77,9 @@ function M.new(spec, selected, opts)
     seq = 0,
   }, Scheduler)
   self.order = assert(graph.order(spec, selected))
-  self.dependents = graph.dependents(spec)
   self.units, self.by_job = units.build(spec, self.order)
+  self.dependents = graph.dependents(spec)
+  self.edges = need_edges(spec, self.by_job)
   for _, u in ipairs(self.units) do
     if not u.service then self.batch = self.batch + 1 end
   end
@@ -104,30 +121,68 @@ end
 ---------------------------------------------------------------------------------------
 -- needs
 
-function Scheduler:_evaluate(u)
-  if u.state ~= "waiting" then return end
-  for _, need in ipairs(u.job.needs) do
-    local st = units.need_state(self.by_job[need.name], need.cond)
-    if st == "never" then
-      -- A job that runs only on another's failure is not at fault when that
-      -- other job succeeded: its skip does not fail the run.
-      u.benign = need.cond == "failure"
-        and units.need_state(self.by_job[need.name], "success") == "met"
-      return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
-        need.name, need.cond))
-    elseif st == "wait" then
-      return
-    end
-  end
+-- A unit's needs are counted, not re-read: `u.unmet` is how many of its needs are not
+-- met now, `u.met[k]` whether need k is. A change of job J looks again only at the
+-- needs naming J (self.edges[J.name]: { dependent job, need index } pairs), so a
+-- state change costs O(its out-edges), not O(every need of every dependent) (make
+-- and ninja keep the same count). A met need may be unmet again (a service that
+-- restarts is no longer ready): the count goes back up.
+
+function Scheduler:_skip_never(u, need)
+  -- A job that runs only on another's failure is not at fault when that other job
+  -- succeeded: its skip does not fail the run.
+  u.benign = need.cond == "failure"
+    and units.need_state(self.by_job[need.name], "success") == "met"
+  return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
+    need.name, need.cond))
+end
+
+function Scheduler:_enqueue(u)
   u.state = "queued"
   local q = u.service and self.svc_queue or self.queue
   q[#q + 1] = u
 end
 
--- Something about `job` changed: look again at the units that need it.
+-- Every need of a waiting unit, from scratch (once, at the start of the run).
+function Scheduler:_evaluate(u)
+  if u.state ~= "waiting" then return end
+  local needs = u.job.needs
+  local unmet = 0
+  if needs[1] then u.met = {} end
+  for k, need in ipairs(needs) do
+    local st = units.need_state(self.by_job[need.name], need.cond)
+    if st == "never" then return self:_skip_never(u, need) end
+    u.met[k] = st == "met"
+    if st ~= "met" then unmet = unmet + 1 end
+  end
+  u.unmet = unmet
+  if unmet == 0 then self:_enqueue(u) end
+end
+
+-- Something about `job` changed: look again at the needs that name it.
 function Scheduler:_changed(job)
-  for _, name in ipairs(self.dependents[job.name] or {}) do
-    for _, v in ipairs(self.by_job[name] or {}) do self:_evaluate(v) end
+  local edges = self.edges[job.name]
+  if edges then
+    local mine = self.by_job[job.name]
+    local by_job, need_state = self.by_job, units.need_state
+    for i = 1, #edges, 2 do
+      local dep, k = edges[i], edges[i + 1]
+      local need = dep.needs[k]
+      local list = by_job[dep.name]
+      for j = 1, #list do
+        local v = list[j]
+        if v.state == "waiting" and v.unmet then
+          local st = need_state(mine, need.cond)
+          if st == "never" then
+            self:_skip_never(v, need)
+          elseif (st == "met") ~= v.met[k] then
+            v.met[k] = st == "met"
+            v.unmet = v.unmet + (st == "met" and -1 or 1)
+            if v.unmet == 0 then self:_enqueue(v) end
+          end
+        end
+      end
+    end
   end
   self:_fill()
 end
