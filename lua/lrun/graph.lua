@@ -154,7 +154,31 @@ local function heap_pop(h)
   return top
 end
 
+-- The definition order when it already is a start order (every need defined before
+-- the job that names it, as in most files): what Kahn's algorithm with ties by
+-- definition order would give, in one pass and without a heap. nil otherwise.
+local function order_as_defined(spec, selected)
+  local seen, order = {}, {}
+  local by_name = spec.by_name
+  for _, job in ipairs(spec.jobs) do
+    local name = job.name
+    if selected == nil or selected[name] == true then
+      for _, need in ipairs(job.needs) do
+        local n = need.name
+        if not seen[n] and by_name[n] and (selected == nil or selected[n] == true) then
+          return nil
+        end
+      end
+      seen[name] = true
+      order[#order + 1] = name
+    end
+  end
+  return order
+end
+
 function M.order(spec, selected)
+  local fast = order_as_defined(spec, selected)
+  if fast then return fast end
   local idx = indexes(spec)
   local pending, ready, count = {}, {}, 0
   local deps = M.dependents(spec)
