@@ -176,7 +176,9 @@ function M.run(o, spec, selected, d)
     if not ok then return early_fail(tostring(derr), events, joblog) end
     d:ready()
   end
+  local t_run = core.now()
   local code = s:run()
+  local wall = core.now() - t_run
   out:set_status(nil)
   out:flush()
   out:close()
@@ -185,6 +187,12 @@ function M.run(o, spec, selected, d)
   core.reap()
   if wd then wd:bye() end
   if not o.quiet then io.stderr:write(report.summary(s:results())) end
+  if o.stats then
+    local runs = 0
+    for _, u in ipairs(s.units) do runs = runs + u.attempt end
+    local cpu, kib = report.self_usage()
+    io.stderr:write(report.stats_text { runs = runs, wall = wall, cpu = cpu, maxrss = kib })
+  end
   close_all(events, joblog)
   if d then d:cleanup() end
   loop:close()
