@@ -68,14 +68,17 @@ function M.need_state(list, cond)
 end
 
 --- results(units) -> rows for lrun.report.summary
+-- cpu: the last run's; maxrss: the largest of every run's.
 function M.results(list)
   local rows = {}
   for _, u in ipairs(list) do
     local st = u.status
+    local ru = st and st.rusage
     rows[#rows + 1] = {
       name = u.name, result = u.state, code = st and st.how == "exit" and st.code or nil,
       signame = st and st.how == "signal" and st.signame or nil,
-      duration = u.runtime, cpu = u.cpu, maxrss = u.maxrss, attempts = u.attempt,
+      duration = u.runtime, cpu = ru and (ru.utime + ru.stime) or nil,
+      maxrss = ru and math.max(u.maxrss or 0, ru.maxrss) or u.maxrss, attempts = u.attempt,
     }
   end
   return rows

@@ -39,12 +39,13 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   if u.timer then u.timer:cancel(); u.timer = nil end
   if u.probe then u.probe:cancel(); u.probe = nil end
   if not u.service then self.running_jobs = self.running_jobs - 1 end
+  -- The rusage of a status is built only when read (lprocess.core): the summary
+  -- reads the last one (units.results); an earlier run's peak is kept here.
+  local prev = u.status and u.status.rusage
+  if prev then u.maxrss = math.max(u.maxrss or 0, prev.maxrss) end
   u.status, u.spawn_error = st, spawn_err
   u.ended = core.now()
   u.runtime = u.ended - (u.started or u.ended)
-  local ru = st and st.rusage
-  u.cpu = ru and (ru.utime + ru.stime) or nil
-  u.maxrss = ru and math.max(u.maxrss or 0, ru.maxrss) or u.maxrss
   u.bytes = h and h.bytes or 0
   self:_emit("exit", u, {
     pid = u.pid, how = st and st.how or "error", code = st and st.code,
