@@ -207,8 +207,14 @@ end
 -- pipes.
 function Executor:_child_fds(job, extra, fds)
   local opened, r1, r2 = self.opened, nil, nil
-  for k in pairs(fds) do fds[k] = nil end
-  for k, v in pairs(extra.fds or NO_EXTRA) do fds[k] = v end
+  if self.fds_extra then   -- a probe's fds of the last start: gone
+    for k in pairs(fds) do fds[k] = nil end
+    self.fds_extra = false
+  end
+  if extra.fds then
+    for k, v in pairs(extra.fds) do fds[k] = v end
+    self.fds_extra = true
+  end
   local fd, err = open_stream(job.stdin, true, opened)
   if fd ~= false then
     fds[0] = fd

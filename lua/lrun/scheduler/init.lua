@@ -165,6 +165,7 @@ function Scheduler:_changed(job)
   if edges then
     local mine = self.by_job[job.name]
     local by_job, need_state = self.by_job, units.need_state
+    local on_success   -- need_state(mine, "success"), the usual condition, asked once
     for i = 1, #edges, 2 do
       local dep, k = edges[i], edges[i + 1]
       local need = dep.needs[k]
@@ -172,7 +173,13 @@ function Scheduler:_changed(job)
       for j = 1, #list do
         local v = list[j]
         if v.state == "waiting" and v.unmet then
-          local st = need_state(mine, need.cond)
+          local st
+          if need.cond == "success" then
+            st = on_success or need_state(mine, "success")
+            on_success = st
+          else
+            st = need_state(mine, need.cond)
+          end
           if st == "never" then
             self:_skip_never(v, need)
           elseif (st == "met") ~= v.met[k] then
@@ -192,12 +199,12 @@ end
 
 function Scheduler:_fill()
   if self.halted or self.shutting then return end
-  local sq = self.svc_queue
+  local sq, q = self.svc_queue, self.queue
+  if not sq[1] and (self.qhead > #q or self.running_jobs >= self.jobs_limit) then return end
   while sq[1] do
     local v = table.remove(sq, 1)
     if v.state == "queued" then self:_start(v) end
   end
-  local q = self.queue
   while self.qhead <= #q and self.running_jobs < self.jobs_limit do
     local u = q[self.qhead]
     self.qhead = self.qhead + 1
