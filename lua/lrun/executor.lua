@@ -263,7 +263,7 @@ function Executor:start(unit, hooks)
   end
   local h = {
     unit = unit, pid = pid, pgid = pid, hooks = hooks, started = core.now(),
-    pipes = {}, open_pipes = 0, bytes = 0,
+    pipes = {}, open_pipes = 0, bytes = 0, status = nil, ended = nil,
   }
   self.handles[pid] = h
   self.groups[pid] = h

@@ -25,10 +25,14 @@ function M.build(spec, order)
     local job = spec.by_name[name]
     local mine = {}
     for i = 0, job.instances - 1 do
+      -- The fields a run sets later are named, so the table is made at its size.
       local u = {
         name = job.instances > 1 and (name .. "." .. i) or name,
         job = job, instance = i, state = "waiting", attempt = 0, restarts = 0,
         service = job.kind == "service",
+        met = nil, unmet = nil, is_ready = nil, started = nil, started_wall = nil,
+        timed_out = nil, stopping = nil, handle = nil, pid = nil, ever_started = nil,
+        status = nil, ended = nil, runtime = nil, bytes = nil, reason = nil,
       }
       mine[#mine + 1] = u
       list[#list + 1] = u
