@@ -5,6 +5,7 @@
 --   local units = require "lrun.units"
 --   local list, by_job = units.build(spec, order)     -- in plan order
 --   units.need_state(by_job[name], "success")          -- "met" | "never" | "wait"
+--   units.need_edges(spec, by_job); units.is_met(u, k); units.set_met(u, k, yes)
 --   units.results(list), units.states(list), units.counts(list)
 --
 -- States: waiting -> queued -> running [-> ready] -> one of the ends
@@ -69,6 +70,42 @@ function M.need_state(list, cond)
     all = all and met
   end
   return all and "met" or "wait"
+end
+
+--- need_edges(spec, by_job) -> { [needed job name] = { dependent job, need index, ... } }
+-- the edges of the selected graph, for counting unmet needs (lrun.scheduler).
+function M.need_edges(spec, by_job)
+  local edges = {}
+  for _, job in ipairs(spec.jobs) do
+    if by_job[job.name] then
+      for k, need in ipairs(job.needs) do
+        local list = edges[need.name]
+        if not list then list = {}; edges[need.name] = list end
+        list[#list + 1] = job
+        list[#list + 1] = k
+      end
+    end
+  end
+  return edges
+end
+
+--- is_met(u, k), set_met(u, k, yes): need k of unit u, in u.met (a bit set, or a
+-- table past 62 needs).
+function M.is_met(u, k)
+  local m = u.met
+  if m == 0 then return false end
+  if math.type(m) == "integer" then return (m >> (k - 1)) & 1 == 1 end
+  return m[k] == true
+end
+
+function M.set_met(u, k, yes)
+  local m = u.met
+  if math.type(m) == "integer" then
+    local bit = 1 << (k - 1)
+    u.met = yes and (m | bit) or (m & ~bit)
+  else
+    m[k] = yes
+  end
 end
 
 --- results(units) -> rows for lrun.report.summary

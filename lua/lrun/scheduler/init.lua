@@ -33,25 +33,10 @@ local describe = exits.describe
 M.describe = describe
 
 local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
+local is_met, set_met = units.is_met, units.set_met
 
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
 local TRANSIENT = { [core.errno.EAGAIN] = true, [core.errno.ENOMEM] = true }
-
--- The edges of the selected graph, per needed job.
-local function need_edges(spec, by_job)
-  local edges = {}
-  for _, job in ipairs(spec.jobs) do
-    if by_job[job.name] then
-      for k, need in ipairs(job.needs) do
-        local list = edges[need.name]
-        if not list then list = {}; edges[need.name] = list end
-        list[#list + 1] = job
-        list[#list + 1] = k
-      end
-    end
-  end
-  return edges
-end
 
 -- opts: loop, out, executor (an executor object), jobs, keep_going, grace, events,
 -- joblog, exit_on_failure, verbose
@@ -79,7 +64,7 @@ function M.new(spec, selected, opts)
   self.order = assert(graph.order(spec, selected))
   self.units, self.by_job = units.build(spec, self.order)
   self.dependents = graph.dependents(spec)
-  self.edges = need_edges(spec, self.by_job)
+  self.edges = units.need_edges(spec, self.by_job)
   for _, u in ipairs(self.units) do
     if not u.service then self.batch = self.batch + 1 end
   end
@@ -122,7 +107,8 @@ end
 -- needs
 
 -- A unit's needs are counted, not re-read: `u.unmet` is how many of its needs are not
--- met now, `u.met[k]` whether need k is. A change of job J looks again only at the
+-- met now, `u.met` which are (a bit set, or a table past 62 needs: no table per unit
+-- in the usual case). A change of job J looks again only at the
 -- needs naming J (self.edges[J.name]: { dependent job, need index } pairs), so a
 -- state change costs O(its out-edges), not O(every need of every dependent) (make
 -- and ninja keep the same count). A met need may be unmet again (a service that
@@ -148,11 +134,11 @@ function Scheduler:_evaluate(u)
   if u.state ~= "waiting" then return end
   local needs = u.job.needs
   local unmet = 0
-  if needs[1] then u.met = {} end
+  u.met = #needs > 62 and {} or 0
   for k, need in ipairs(needs) do
     local st = units.need_state(self.by_job[need.name], need.cond)
     if st == "never" then return self:_skip_never(u, need) end
-    u.met[k] = st == "met"
+    set_met(u, k, st == "met")
     if st ~= "met" then unmet = unmet + 1 end
   end
   u.unmet = unmet
@@ -182,8 +168,8 @@ function Scheduler:_changed(job)
           end
           if st == "never" then
             self:_skip_never(v, need)
-          elseif (st == "met") ~= v.met[k] then
-            v.met[k] = st == "met"
+          elseif (st == "met") ~= is_met(v, k) then
+            set_met(v, k, st == "met")
             v.unmet = v.unmet + (st == "met" and -1 or 1)
             if v.unmet == 0 then self:_enqueue(v) end
           end
