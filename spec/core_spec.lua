@@ -576,6 +576,21 @@ describe("lprocess.core", function()
       end
     end)
 
+    it("builds rusage on first access: the same table every time, and pairs lists it", function()
+      local pid = assert(core.spawn { argv = { "/bin/true" } })
+      local st = H.wait_pid(pid)
+      assert.is_nil(rawget(st, "rusage"))      -- not built yet
+      assert.is_nil(st.signal)                 -- absent keys stay nil
+      local keys = {}
+      for k, v in pairs(st) do keys[#keys + 1] = k .. "=" .. type(v) end
+      table.sort(keys)
+      assert.are.same({ "code=number", "core=boolean", "how=string", "pid=number",
+        "rusage=table" }, keys)
+      local ru = rawget(st, "rusage")
+      assert.are.equal(ru, st.rusage)
+      assert.is_true(ru.maxrss > 0)
+    end)
+
     it("fails with ECHILD for a process that is not our child", function()
       assert.oserror("ECHILD", core.wait(1))
       assert.oserror("ECHILD", core.wait(1, { nohang = true }))

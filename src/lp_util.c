@@ -223,17 +223,91 @@ static const char *const status_keys[K_NKEYS] = { NULL, "pid", "how", "code", "s
   "signame", "core", "rusage", "utime", "stime", "maxrss", "minflt", "majflt", "nvcsw",
   "nivcsw", "exit", "stop", "continue" };
 
-void lp_pushstatuskeys(lua_State *L) {
-  lua_createtable(L, K_NKEYS - 1, 0);
-  for (int i = 1; i < K_NKEYS; i++) {
-    lua_pushstring(L, status_keys[i]);
-    lua_rawseti(L, -2, i);
-  }
-}
+/* Past the keys, the keys table holds the metatable of status tables and a weak map
+ * status -> its raw rusage. The rusage of a status is kept raw in a small userdata
+ * and turned into the table `st.rusage` on its first access (by __index): most
+ * statuses are never asked for it, and the table with its seven fields was the
+ * largest part of a status's cost. `st.rusage.maxrss` reads as before; pairs(st)
+ * (through __pairs) builds it first, so it lists every field. */
+enum { K_MT = K_NKEYS, K_RAW };
+struct lp_ru { double utime, stime; lua_Integer v[5]; };
 
 /* Push the interned key (or value) k, then the value: the pair lua_rawset takes. */
 #define KEY(k) lua_rawgeti(L, keys, (k))
 #define SET() lua_rawset(L, -3)
+
+static void push_rusage(lua_State *L, int keys, const struct lp_ru *u) {
+  lua_createtable(L, 0, 7);
+  KEY(K_UTIME); lua_pushnumber(L, u->utime); SET();
+  KEY(K_STIME); lua_pushnumber(L, u->stime); SET();
+  for (int i = 0; i < 5; i++) {
+    KEY(K_MAXRSS + i); lua_pushinteger(L, u->v[i]); SET();
+  }
+}
+
+/* __index(st, k): only "rusage" is ever absent and known; it is built once, stored
+ * in st and dropped from the weak map. Anything else is nil, as in a plain table. */
+static int status_index(lua_State *L) {
+  int keys = lua_upvalueindex(1);
+  KEY(K_RUSAGE);
+  int is_ru = lua_rawequal(L, 2, -1);
+  lua_pop(L, 1);
+  if (!is_ru) return 0;
+  lua_rawgeti(L, keys, K_RAW);           /* map */
+  int map = lua_gettop(L);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, map);                    /* map, raw | nil */
+  const struct lp_ru *u = lua_touserdata(L, -1);
+  if (u == NULL || lua_type(L, 1) != LUA_TTABLE) return 0;
+  push_rusage(L, keys, u);               /* map, raw, rusage */
+  KEY(K_RUSAGE);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);                      /* st.rusage = rusage */
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, map);                    /* map[st] = nil */
+  return 1;
+}
+
+static int status_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* __pairs(st): rusage first made real, then a raw traversal. */
+static int status_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushliteral(L, "rusage");
+  lua_gettable(L, 1);
+  lua_pushcfunction(L, status_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+void lp_pushstatuskeys(lua_State *L) {
+  lua_createtable(L, K_RAW, 0);
+  for (int i = 1; i < K_NKEYS; i++) {
+    lua_pushstring(L, status_keys[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_createtable(L, 0, 2);              /* the metatable of status tables */
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, status_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, status_pairs);
+  lua_setfield(L, -2, "__pairs");
+  lua_rawseti(L, -2, K_MT);
+  lua_createtable(L, 0, 0);              /* status -> raw rusage, weak keys */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, -2, K_RAW);
+}
 
 void lp_pushstatus(lua_State *L, int keys, pid_t pid, int status, const struct rusage *ru) {
   int sig = 0, core = 0;
@@ -264,16 +338,20 @@ void lp_pushstatus(lua_State *L, int keys, pid_t pid, int status, const struct r
   }
   KEY(K_CORE); lua_pushboolean(L, core); SET();
   if (ru) {
-    KEY(K_RUSAGE);
-    lua_createtable(L, 0, 7);
-    KEY(K_UTIME); lua_pushnumber(L, tv_seconds(ru->ru_utime)); SET();
-    KEY(K_STIME); lua_pushnumber(L, tv_seconds(ru->ru_stime)); SET();
-    KEY(K_MAXRSS); lua_pushinteger(L, ru->ru_maxrss); SET();
-    KEY(K_MINFLT); lua_pushinteger(L, ru->ru_minflt); SET();
-    KEY(K_MAJFLT); lua_pushinteger(L, ru->ru_majflt); SET();
-    KEY(K_NVCSW); lua_pushinteger(L, ru->ru_nvcsw); SET();
-    KEY(K_NIVCSW); lua_pushinteger(L, ru->ru_nivcsw); SET();
-    SET();
+    lua_rawgeti(L, keys, K_RAW);
+    lua_pushvalue(L, -2);
+    struct lp_ru *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->utime = tv_seconds(ru->ru_utime);
+    u->stime = tv_seconds(ru->ru_stime);
+    u->v[0] = ru->ru_maxrss;
+    u->v[1] = ru->ru_minflt;
+    u->v[2] = ru->ru_majflt;
+    u->v[3] = ru->ru_nvcsw;
+    u->v[4] = ru->ru_nivcsw;
+    lua_rawset(L, -3);                   /* map[st] = raw */
+    lua_pop(L, 1);
+    lua_rawgeti(L, keys, K_MT);
+    lua_setmetatable(L, -2);
   }
 }
 

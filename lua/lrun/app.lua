@@ -253,7 +253,9 @@ function M.run(o, spec, selected, d)
   local watchdog = require "lrun.watchdog"
 
   core.subreaper(true)
-  -- Most of what a run allocates dies young (per-event tables, output chunks).
+  -- Most of what a run allocates dies young (per-event tables, output chunks). (An
+  -- earlier major collection, at +50 % of the heap, took graph-10k's peak RSS from
+  -- ~60 to ~53 MB but halved `-o raw` throughput: 64 KiB chunks then trigger majors.)
   collectgarbage("generational")
   local run_id = string.format("%x-%d", math.floor(core.realtime()), core.getpid())
   -- Nothing is started without the watchdog and the loop: an OS failure here is
@@ -298,7 +300,13 @@ function M.run(o, spec, selected, d)
     pid = core.getpid() })
   if not close_ops then return early_fail(oerr, 2, events, joblog) end
   if d then d:ready() end
+  -- What loading and planning left behind goes now, in one full collection: the
+  -- generational collector's later majors then start from the live heap (graph-10k
+  -- peak RSS ~42 MB instead of ~60).
+  collectgarbage()
+  local t_run = core.now()
   local code = s:run()
+  local wall = core.now() - t_run
   close_ops()
   out:set_status(nil)
   out:flush()
@@ -314,6 +322,12 @@ function M.run(o, spec, selected, d)
   core.reap()
   wd:bye()
   if not o.quiet then io.stderr:write(report.summary(s:results())) end
+  if o.stats then
+    local runs = 0
+    for _, u in ipairs(s.units) do runs = runs + u.attempt end
+    local cpu, kib = report.self_usage()
+    io.stderr:write(report.stats_text { runs = runs, wall = wall, cpu = cpu, maxrss = kib })
+  end
   close_all(events, joblog)
   if d then d:cleanup() end
   loop:close()

@@ -36,6 +36,7 @@ usage: lrun [OPTIONS] [FILE] [TARGET...]
       --color WHEN    auto | always | never
   -q, --quiet         no summary, only errors
   -v, --verbose       say when jobs start, stop and are skipped
+      --stats         at the end: jobs/s, lrun's own CPU per job, its peak RSS
   -d, --daemon        run detached; with --pidfile FILE [--log FILE]
       --status        with --pidfile: is the daemon running? (0 yes, 3 no)
       --stop          with --pidfile: stop the daemon and wait for it to go
@@ -64,6 +65,7 @@ local OPTIONS = {
   ["--color"] = { "color", true }, ["--colour"] = { "color", true },
   ["-q"] = { "quiet" }, ["--quiet"] = { "quiet" },
   ["-v"] = { "verbose" }, ["--verbose"] = { "verbose" },
+  ["--stats"] = { "stats" },
   ["-d"] = { "daemon" }, ["--daemon"] = { "daemon" },
   ["--pidfile"] = { "pidfile", true },
   ["--log"] = { "log", true },

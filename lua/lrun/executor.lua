@@ -32,7 +32,7 @@ Executor.__index = Executor
 -- starts with it, as under make), on_leftover(unit, pgid) (a group outlived its
 -- leader), on_group(pgid, alive)
 function M.new(opts)
-  return setmetatable({
+  local ex = setmetatable({
     loop = opts.loop,
     out = opts.out,
     env = opts.env,
@@ -45,9 +45,20 @@ function M.new(opts)
     groups = {},       -- pgid -> handle, while the group may still have members
     handles = {},      -- pid -> handle of running leaders
     piped = {},        -- handle -> true while any of its pipes is open
-    envp = {},         -- unit -> its environment as "K=V" strings
-    copts = {},        -- unit -> its spawn options (kept across its runs)
+    envp = {},         -- job -> its environment as "K=V" strings (a job with env)
+    opts_buf = {},     -- the spawn options, refilled at each start
+    fds_buf = {},      -- their fds
+    opened = {},       -- what a start opened for the child
+    pipe_owner = {},   -- fd of a pipe we read -> its handle
   }, Executor)
+  local self = ex
+  -- One function each for every pipe and every child: no closure per start.
+  ex.on_pipe = function(fd) local h = self.pipe_owner[fd]; if h then self:_drain(h, fd) end end
+  ex.on_child = function(status)
+    local h = self.handles[status.pid]
+    if h then self:_exited(h, status) end
+  end
+  return ex
 end
 
 -- One /dev/null for every unit's stdin (the default), opened once per run.
@@ -73,12 +84,12 @@ local function to_envp(map, envp)
 end
 
 -- The child's environment as "K=V" strings. lrun's own environment is turned into
--- strings once per run; a job's additions once per job; a unit adds its instance.
--- Entries that must win (job env, probe variables) come first: getenv and every
--- libc take the first of duplicate names.
-function Executor:_env(unit, extra)
-  if self.envp[unit] and not extra then return self.envp[unit] end
-  local job = unit.job
+-- strings once per run; a job's own additions once per job. Entries that must win
+-- (job env, probe variables) come first: getenv and every libc take the first of
+-- duplicate names. Slots 1 and 2 (LRUN_JOB, LRUN_INSTANCE) are written at each
+-- start: the array is shared by every unit of the job (every job without an env of
+-- its own shares one), and core.spawn copies it before it returns.
+function Executor:_base_envp()
   local base = self.base_envp
   if not base then
     local env = {}
@@ -89,17 +100,33 @@ function Executor:_env(unit, extra)
     base = to_envp(env, { "LRUN_RUN_ID=" .. self.run_id })
     self.base_envp = base
   end
-  local envp = { "LRUN_JOB=" .. job.name, "LRUN_INSTANCE=" .. unit.instance }
-  if extra then to_envp(extra, envp) end
-  if next(job.env) then
-    to_envp(job.env, envp)
-    for _, kv in ipairs(base) do
-      if job.env[kv:match("^[^=]*")] == nil then envp[#envp + 1] = kv end
+  return base
+end
+
+function Executor:_env(unit, extra)
+  local job = unit.job
+  local envp
+  if not extra and not next(job.env) then
+    envp = self.plain_envp
+    if not envp then
+      local base = self:_base_envp()
+      envp = table.move(base, 1, #base, 3, { false, false })
+      self.plain_envp = envp
     end
   else
-    table.move(base, 1, #base, #envp + 1, envp)
+    envp = not extra and self.envp[job]
+    if not envp then
+      local base = self:_base_envp()
+      envp = { false, false }
+      if extra then to_envp(extra, envp) end
+      to_envp(job.env, envp)
+      for _, kv in ipairs(base) do
+        if job.env[kv:match("^[^=]*")] == nil then envp[#envp + 1] = kv end
+      end
+      if not extra then self.envp[job] = envp end
+    end
   end
-  if not extra then self.envp[unit] = envp end
+  envp[1], envp[2] = "LRUN_JOB=" .. job.name, "LRUN_INSTANCE=" .. unit.instance
   return envp
 end
 
@@ -108,13 +135,15 @@ local function argv_of(job)
   return { "/bin/sh", "-c", job.cmd }
 end
 
+-- One reader function for every pipe (no closure per pipe): fd -> handle.
 -- -> true | nil, msg (epoll refused the descriptor: it is left to the caller)
 function Executor:_watch_pipe(h, fd, stream)
-  local ok, err = self.loop:watch(fd, "r", function() self:_drain(h, fd) end)
+  local ok, err = self.loop:watch(fd, "r", self.on_pipe)
   if not ok then return nil, "watching its output: " .. err end
   h.open_pipes = h.open_pipes + 1
   h.pipes[fd] = stream
   self.piped[h] = true
+  self.pipe_owner[fd] = h
   return true
 end
 
@@ -122,6 +151,7 @@ function Executor:_close_pipe(h, fd)
   local stream = h.pipes[fd]
   self.loop:unwatch(fd)
   core.close(fd)
+  self.pipe_owner[fd] = nil
   h.pipes[fd] = nil
   h.open_pipes = h.open_pipes - 1
   if h.open_pipes == 0 then self.piped[h] = nil end
@@ -150,82 +180,98 @@ local function close_fds(list, n)
   for i = 1, n do core.close(list[i]) end
 end
 
--- The spawn options that stay the same from one run of a unit to the next.
+-- The spawn options of one start. Without probe extras one table is reused for every
+-- start (core.spawn reads it before it returns); credentials are looked up only for
+-- a job that names a user or group.
+local NO_IDS = {}
 function Executor:_spawn_opts(unit, extra)
-  local copts = self.copts[unit]
-  if copts and not extra.setenv then return copts end
   local job = unit.job
-  local ids, err = lprocess.credentials(job)
-  if not ids then return nil, err end
-  copts = {
-    argv = argv_of(job), env = self:_env(unit, extra.setenv), cwd = job.dir,
-    pgid = 0, pdeathsig = "KILL", umask = job.umask, limits = job.limits,
-    uid = ids.uid, gid = ids.gid, groups = ids.groups,
-    sigmask = self.sigmask, sigignore = self.sigignore,
-  }
-  if not extra.setenv then self.copts[unit] = copts end
+  local ids = NO_IDS
+  if job.user ~= nil or job.group ~= nil then
+    local err
+    ids, err = lprocess.credentials(job)
+    if not ids then return nil, err end
+  end
+  local copts = extra.setenv and {} or self.opts_buf
+  copts.argv, copts.env, copts.cwd = argv_of(job), self:_env(unit, extra.setenv), job.dir
+  copts.pgid, copts.pdeathsig, copts.umask, copts.limits = 0, "KILL", job.umask, job.limits
+  copts.uid, copts.gid, copts.groups = ids.uid, ids.gid, ids.groups
+  copts.sigmask, copts.sigignore = self.sigmask, self.sigignore
   return copts
 end
 
 function Executor:forget(unit)
-  self.envp[unit], self.copts[unit] = nil, nil
+  self.envp[unit.job] = nil
 end
 
--- The child's fds 0..2 (plus a probe's extra fds) -> fds, opened, readers | nil, err.
--- `opened`: what we close once the child has it (at most 3); `readers`: our ends of
--- the stdout and stderr pipes, [1] and [2].
-local function child_fds(job, extra)
-  local opened, fds, readers = {}, {}, {}
-  local function fail(err)
-    close_fds(opened, #opened)
-    for _, r in pairs(readers) do core.close(r) end
-    return nil, err
+-- The child's fds 0..2 (plus a probe's extra fds) into the reused table `fds`
+-- -> n opened, reader 1, reader 2 | nil, err. `self.opened[1..n]`: what we close
+-- once the child has it (at most 3); the readers: our ends of the stdout and stderr
+-- pipes.
+function Executor:_child_fds(job, extra, fds)
+  local opened, r1, r2 = self.opened, nil, nil
+  if self.fds_extra then   -- a probe's fds of the last start: gone
+    for k in pairs(fds) do fds[k] = nil end
+    self.fds_extra = false
   end
-  for k, v in pairs(extra.fds or NO_EXTRA) do fds[k] = v end
+  if extra.fds then
+    for k, v in pairs(extra.fds) do fds[k] = v end
+    self.fds_extra = true
+  end
   local fd, err = open_stream(job.stdin, true, opened)
-  if fd == false then return fail(err) end
-  fds[0] = fd
-  for i = 1, 2 do
-    local spec = i == 1 and job.stdout or job.stderr
-    if spec == "prefix" then
-      local r, w = core.pipe(PIPE_OPTS)
-      if not r then return fail(w) end
-      opened[#opened + 1] = w
-      fds[i], readers[i] = w, r
-    else
-      fd, err = open_stream(spec, false, opened)
-      if fd == false then return fail(err) end
-      fds[i] = fd
+  if fd ~= false then
+    fds[0] = fd
+    for i = 1, 2 do
+      local spec = i == 1 and job.stdout or job.stderr
+      if spec == "prefix" then
+        local r, w = core.pipe(PIPE_OPTS)
+        if not r then fd, err = false, w; break end
+        opened[#opened + 1] = w
+        fds[i] = w
+        if i == 1 then r1 = r else r2 = r end
+      else
+        fd, err = open_stream(spec, false, opened)
+        if fd == false then break end
+        fds[i] = fd
+      end
     end
   end
-  return fds, opened, readers
+  local n = #opened
+  if fd == false then
+    close_fds(opened, n)
+    for i = n, 1, -1 do opened[i] = nil end
+    if r1 then core.close(r1) end
+    if r2 then core.close(r2) end
+    return nil, err
+  end
+  return n, r1, r2
 end
 
 function Executor:start(unit, hooks)
   local extra = hooks.spawn_opts or NO_EXTRA
   local copts, err = self:_spawn_opts(unit, extra)
   if not copts then return nil, err end
-  local fds, opened, readers = child_fds(unit.job, extra)
-  if not fds then return nil, opened end
-  local h = { unit = unit, hooks = hooks, pipes = {}, open_pipes = 0, bytes = 0 }
+  local fds = self.fds_buf
+  local n, r1, r2 = self:_child_fds(unit.job, extra, fds)
+  if not n then return nil, r1 end
+  local h = { unit = unit, hooks = hooks, pipes = {}, open_pipes = 0, bytes = 0,
+    status = nil, ended = nil, pid = nil, pgid = nil, started = nil }
   -- Our pipe ends are watched before the child exists: a refusal then costs no job.
-  local ok, werr = true, nil
-  for i, stream in ipairs { "stdout", "stderr" } do
-    if ok and readers[i] then ok, werr = self:_watch_pipe(h, readers[i], stream) end
-  end
-  local pid, serr, serrno
+  local pid, serr, serrno = nil, nil, nil
+  local ok = true
+  if r1 then ok, serr = self:_watch_pipe(h, r1, "stdout") end
+  if ok and r2 then ok, serr = self:_watch_pipe(h, r2, "stderr") end
   if ok then
     copts.fds = fds
     pid, serr, serrno = core.spawn(copts)
     copts.fds = nil
-  else
-    serr = werr
   end
-  close_fds(opened, #opened)
+  close_fds(self.opened, n)
+  for i = n, 1, -1 do self.opened[i] = nil end
   if not pid then
-    for _, r in pairs(readers) do
-      if h.pipes[r] then self.loop:unwatch(r) end
-      core.close(r)
+    for _, r in ipairs { r1 or false, r2 or false } do
+      if r and h.pipes[r] then self.loop:unwatch(r); self.pipe_owner[r] = nil end
+      if r then core.close(r) end
     end
     self.piped[h] = nil
     return nil, serr, serrno
@@ -234,7 +280,7 @@ function Executor:start(unit, hooks)
   self.handles[pid] = h
   self.groups[pid] = h
   if self.on_group then self.on_group(pid, true) end
-  self.loop:child(pid, function(status) self:_exited(h, status) end)
+  self.loop:child(pid, self.on_child)
   return h
 end
 

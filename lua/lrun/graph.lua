@@ -36,7 +36,11 @@ local function is_selected(selected, name)
   return selected == nil or selected[name] == true
 end
 
+local order_as_defined
+
 function M.cycle(spec)
+  -- Needs only of jobs defined earlier: no cycle, and no search for one.
+  if order_as_defined(spec, nil, true) then return nil end
   local by_name = spec.by_name
   local idx = indexes(spec)
   local state = {}   -- nil: unseen, 1: on the current path, 2: finished
@@ -154,7 +158,32 @@ local function heap_pop(h)
   return top
 end
 
+-- The definition order when it already is a start order (every need defined before
+-- the job that names it, as in most files): what Kahn's algorithm with ties by
+-- definition order would give, in one pass and without a heap. nil otherwise
+-- (check_only: true instead of the order).
+function order_as_defined(spec, selected, check_only)
+  local seen, order = {}, {}
+  local by_name = spec.by_name
+  for _, job in ipairs(spec.jobs) do
+    local name = job.name
+    if selected == nil or selected[name] == true then
+      for _, need in ipairs(job.needs) do
+        local n = need.name
+        if not seen[n] and by_name[n] and (selected == nil or selected[n] == true) then
+          return nil
+        end
+      end
+      seen[name] = true
+      if not check_only then order[#order + 1] = name end
+    end
+  end
+  return check_only or order
+end
+
 function M.order(spec, selected)
+  local fast = order_as_defined(spec, selected)
+  if fast then return fast end
   local idx = indexes(spec)
   local pending, ready, count = {}, {}, 0
   local deps = M.dependents(spec)
@@ -238,35 +267,40 @@ local MAX_CMD_COLUMN = 40
 function M.plan(spec, selected)
   local order, err = M.order(spec, selected)
   if not order then return nil, err end
-  local name_w, cmd_w = 0, 0
-  for _, name in ipairs(order) do
-    name_w = math.max(name_w, #name)
-    cmd_w = math.max(cmd_w, #M.command_text(spec.by_name[name]))
+  local by_name, default_cond = spec.by_name, M.default_cond
+  local name_w, cmd_w, cmds = 0, 0, {}
+  for i, name in ipairs(order) do
+    local cmd = M.command_text(by_name[name])
+    cmds[i] = cmd
+    if #name > name_w then name_w = #name end
+    if #cmd > cmd_w then cmd_w = #cmd end
   end
   cmd_w = math.min(cmd_w, MAX_CMD_COLUMN)
-  local num_w = #tostring(#order)
-  local lines = {}
+  local fmt = "  %" .. #tostring(#order) .. "d. %-" .. name_w .. "s  %s"
+  local lines, needs, notes = {}, {}, {}
   for i, name in ipairs(order) do
-    local job = spec.by_name[name]
-    local notes = {}
-    if job.kind == "service" then notes[#notes + 1] = "service" end
+    local job = by_name[name]
+    local nn = 0
+    if job.kind == "service" then nn = nn + 1; notes[nn] = "service" end
     if job.instances and job.instances > 1 then
-      notes[#notes + 1] = job.instances .. " instances"
+      nn = nn + 1; notes[nn] = job.instances .. " instances"
     end
-    local needs = {}
-    for _, need in ipairs(job.needs) do
-      local target = spec.by_name[need.name]
-      if target and need.cond ~= M.default_cond(target) then
-        needs[#needs + 1] = need.name .. ":" .. need.cond
-      else
-        needs[#needs + 1] = need.name
+    local jn = job.needs
+    if jn[1] then
+      for k, need in ipairs(jn) do
+        local target = by_name[need.name]
+        if target and need.cond ~= default_cond(target) then
+          needs[k] = need.name .. ":" .. need.cond
+        else
+          needs[k] = need.name
+        end
       end
+      nn = nn + 1; notes[nn] = "needs: " .. table.concat(needs, ", ", 1, #jn)
     end
-    if #needs > 0 then notes[#notes + 1] = "needs: " .. table.concat(needs, ", ") end
-    local cmd = M.command_text(job)
-    local line = ("  %" .. num_w .. "d. %-" .. name_w .. "s  %s"):format(i, name, cmd)
-    if #notes > 0 then
-      line = line .. (" "):rep(math.max(cmd_w - #cmd, 0)) .. "  (" .. table.concat(notes, "; ") .. ")"
+    local cmd = cmds[i]
+    local line = fmt:format(i, name, cmd)
+    if nn > 0 then
+      line = line .. (" "):rep(math.max(cmd_w - #cmd, 0)) .. "  (" .. table.concat(notes, "; ", 1, nn) .. ")"
     end
     lines[i] = line
   end

@@ -1,5 +1,6 @@
 -- lrun.report: what lrun tells about a run once jobs end — the summary table,
--- GNU parallel's --joblog, the --events JSON lines, and the status line text.
+-- GNU parallel's --joblog, the --events JSON lines, the status line text and the
+-- --stats line (the runner's own cost: M.self_usage, M.stats_text).
 
 local M = {}
 
@@ -344,6 +345,46 @@ function M.status_text(s)
   if s.failed and s.failed > 0 then text = text .. format(", failed %d", s.failed) end
   if s.elapsed then text = text .. " — " .. M.clock(s.elapsed) end
   return text
+end
+
+---------------------------------------------------------------------------
+-- --stats: what lrun itself cost, so a user sees the runner's overhead on their
+-- own graph.
+
+-- lrun's own CPU seconds (user + system, children excluded) and peak RSS in KiB,
+-- from /proc/self; nil where the file cannot be read.
+function M.self_usage()
+  local cpu, kib
+  local f = io.open("/proc/self/stat")
+  if f then
+    local line = f:read("l") or ""
+    f:close()
+    -- after the ")" that ends comm: state is field 3, utime and stime 14 and 15
+    local rest = line:match("^.*%)%s+(.*)$") or ""
+    local fields = {}
+    for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+    local ut, st = tonumber(fields[12]), tonumber(fields[13])
+    if ut and st then cpu = (ut + st) / 100 end   -- USER_HZ: 100 on Linux
+  end
+  f = io.open("/proc/self/status")
+  if f then
+    local text = f:read("a") or ""
+    f:close()
+    kib = tonumber(text:match("VmHWM:%s*(%d+)"))
+  end
+  return cpu, kib
+end
+
+--- stats_text{ runs =, wall =, cpu =, maxrss = } -> "lrun: stats: ...\n"
+-- runs: job runs started (retries count); wall, cpu: seconds; maxrss: KiB.
+function M.stats_text(s)
+  local runs, wall = s.runs or 0, s.wall or 0
+  local rate = wall > 0 and format("%.0f", runs / wall) or "-"
+  local cpu = s.cpu and format("%.2fs", s.cpu) or "-"
+  local per = (s.cpu and runs > 0) and format("%.0f us", s.cpu / runs * 1e6) or "-"
+  local rss = s.maxrss and format("%.1f MB", s.maxrss / 1024) or "-"
+  return format("lrun: stats: %d job runs in %.2fs (%s jobs/s); lrun's own CPU %s (%s per job); "
+    .. "peak RSS %s\n", runs, wall, rate, cpu, per, rss)
 end
 
 return M

@@ -5,6 +5,7 @@
 --   local units = require "lrun.units"
 --   local list, by_job = units.build(spec, order)     -- in plan order
 --   units.need_state(by_job[name], "success")          -- "met" | "never" | "wait"
+--   units.need_edges(spec, by_job); units.is_met(u, k); units.set_met(u, k, yes)
 --   units.results(list), units.states(list), units.counts(list)
 --
 -- States: waiting -> queued -> running [-> ready] -> one of the ends
@@ -25,10 +26,14 @@ function M.build(spec, order)
     local job = spec.by_name[name]
     local mine = {}
     for i = 0, job.instances - 1 do
+      -- The fields a run sets later are named, so the table is made at its size.
       local u = {
         name = job.instances > 1 and (name .. "." .. i) or name,
         job = job, instance = i, state = "waiting", attempt = 0, restarts = 0,
         service = job.kind == "service",
+        met = nil, unmet = nil, is_ready = nil, started = nil, started_wall = nil,
+        timed_out = nil, stopping = nil, handle = nil, pid = nil, ever_started = nil,
+        status = nil, ended = nil, runtime = nil, bytes = nil, reason = nil,
       }
       mine[#mine + 1] = u
       list[#list + 1] = u
@@ -67,15 +72,54 @@ function M.need_state(list, cond)
   return all and "met" or "wait"
 end
 
+--- need_edges(spec, by_job) -> { [needed job name] = { dependent job, need index, ... } }
+-- the edges of the selected graph, for counting unmet needs (lrun.scheduler).
+function M.need_edges(spec, by_job)
+  local edges = {}
+  for _, job in ipairs(spec.jobs) do
+    if by_job[job.name] then
+      for k, need in ipairs(job.needs) do
+        local list = edges[need.name]
+        if not list then list = {}; edges[need.name] = list end
+        list[#list + 1] = job
+        list[#list + 1] = k
+      end
+    end
+  end
+  return edges
+end
+
+--- is_met(u, k), set_met(u, k, yes): need k of unit u, in u.met (a bit set, or a
+-- table past 62 needs).
+function M.is_met(u, k)
+  local m = u.met
+  if m == 0 then return false end
+  if math.type(m) == "integer" then return (m >> (k - 1)) & 1 == 1 end
+  return m[k] == true
+end
+
+function M.set_met(u, k, yes)
+  local m = u.met
+  if math.type(m) == "integer" then
+    local bit = 1 << (k - 1)
+    u.met = yes and (m | bit) or (m & ~bit)
+  else
+    m[k] = yes
+  end
+end
+
 --- results(units) -> rows for lrun.report.summary
+-- cpu: the last run's; maxrss: the largest of every run's.
 function M.results(list)
   local rows = {}
   for _, u in ipairs(list) do
     local st = u.status
+    local ru = st and st.rusage
     rows[#rows + 1] = {
       name = u.name, result = u.state, code = st and st.how == "exit" and st.code or nil,
       signame = st and st.how == "signal" and st.signame or nil,
-      duration = u.runtime, cpu = u.cpu, maxrss = u.maxrss, attempts = u.attempt,
+      duration = u.runtime, cpu = ru and (ru.utime + ru.stime) or nil,
+      maxrss = ru and math.max(u.maxrss or 0, ru.maxrss) or u.maxrss, attempts = u.attempt,
     }
   end
   return rows

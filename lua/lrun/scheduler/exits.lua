@@ -42,12 +42,13 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   -- the executor's own word on the run (Slurm's elapsed, TIMEOUT, NODE_FAIL...)
   if h and h.timed_out then u.timed_out = true end
   spawn_err = spawn_err or (h and h.failure)
+  -- The rusage of a status is built only when read (lprocess.core): the summary
+  -- reads the last one (units.results); an earlier run's peak is kept here.
+  local prev = u.status and u.status.rusage
+  if prev then u.maxrss = math.max(u.maxrss or 0, prev.maxrss) end
   u.status, u.spawn_error = st, spawn_err
   u.ended = core.now()
   u.runtime = h and h.elapsed or (u.ended - (u.started or u.ended))
-  local ru = st and st.rusage
-  u.cpu = ru and (ru.utime + ru.stime) or nil
-  u.maxrss = ru and math.max(u.maxrss or 0, ru.maxrss) or u.maxrss
   u.bytes = h and h.bytes or 0
   self:_emit("exit", u, {
     pid = u.pid, how = st and st.how or "error", code = st and st.code,

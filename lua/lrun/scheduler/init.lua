@@ -37,6 +37,7 @@ M.describe = describe
 ops.install(Scheduler, describe)
 
 local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
+local is_met, set_met = units.is_met, units.set_met
 
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
 local TRANSIENT = { [core.errno.EAGAIN] = true, [core.errno.ENOMEM] = true }
@@ -67,8 +68,9 @@ function M.new(spec, selected, opts)
     seq = 0,
   }, Scheduler)
   self.order = assert(graph.order(spec, selected))
-  self.dependents = graph.dependents(spec)
   self.units, self.by_job = units.build(spec, self.order)
+  self.dependents = graph.dependents(spec)
+  self.edges = units.need_edges(spec, self.by_job)
   for _, u in ipairs(self.units) do
     if not u.service then self.batch = self.batch + 1 end
   end
@@ -115,30 +117,76 @@ end
 ---------------------------------------------------------------------------------------
 -- needs
 
-function Scheduler:_evaluate(u)
-  if u.state ~= "waiting" then return end
-  for _, need in ipairs(u.job.needs) do
-    local st = units.need_state(self.by_job[need.name], need.cond)
-    if st == "never" then
-      -- A job that runs only on another's failure is not at fault when that
-      -- other job succeeded: its skip does not fail the run.
-      u.benign = need.cond == "failure"
-        and units.need_state(self.by_job[need.name], "success") == "met"
-      return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
-        need.name, need.cond))
-    elseif st == "wait" then
-      return
-    end
-  end
+-- A unit's needs are counted, not re-read: `u.unmet` is how many of its needs are not
+-- met now, `u.met` which are (a bit set, or a table past 62 needs: no table per unit
+-- in the usual case). A change of job J looks again only at the
+-- needs naming J (self.edges[J.name]: { dependent job, need index } pairs), so a
+-- state change costs O(its out-edges), not O(every need of every dependent) (make
+-- and ninja keep the same count). A met need may be unmet again (a service that
+-- restarts is no longer ready): the count goes back up.
+
+function Scheduler:_skip_never(u, need)
+  -- A job that runs only on another's failure is not at fault when that other job
+  -- succeeded: its skip does not fail the run.
+  u.benign = need.cond == "failure"
+    and units.need_state(self.by_job[need.name], "success") == "met"
+  return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
+    need.name, need.cond))
+end
+
+function Scheduler:_enqueue(u)
   u.state = "queued"
   local q = u.service and self.svc_queue or self.queue
   q[#q + 1] = u
 end
 
--- Something about `job` changed: look again at the units that need it.
+-- Every need of a waiting unit, from scratch (once, at the start of the run).
+function Scheduler:_evaluate(u)
+  if u.state ~= "waiting" then return end
+  local needs = u.job.needs
+  local unmet = 0
+  u.met = #needs > 62 and {} or 0
+  for k, need in ipairs(needs) do
+    local st = units.need_state(self.by_job[need.name], need.cond)
+    if st == "never" then return self:_skip_never(u, need) end
+    set_met(u, k, st == "met")
+    if st ~= "met" then unmet = unmet + 1 end
+  end
+  u.unmet = unmet
+  if unmet == 0 then self:_enqueue(u) end
+end
+
+-- Something about `job` changed: look again at the needs that name it.
 function Scheduler:_changed(job)
-  for _, name in ipairs(self.dependents[job.name] or {}) do
-    for _, v in ipairs(self.by_job[name] or {}) do self:_evaluate(v) end
+  local edges = self.edges[job.name]
+  if edges then
+    local mine = self.by_job[job.name]
+    local by_job, need_state = self.by_job, units.need_state
+    local on_success   -- need_state(mine, "success"), the usual condition, asked once
+    for i = 1, #edges, 2 do
+      local dep, k = edges[i], edges[i + 1]
+      local need = dep.needs[k]
+      local list = by_job[dep.name]
+      for j = 1, #list do
+        local v = list[j]
+        if v.state == "waiting" and v.unmet then
+          local st
+          if need.cond == "success" then
+            st = on_success or need_state(mine, "success")
+            on_success = st
+          else
+            st = need_state(mine, need.cond)
+          end
+          if st == "never" then
+            self:_skip_never(v, need)
+          elseif (st == "met") ~= is_met(v, k) then
+            set_met(v, k, st == "met")
+            v.unmet = v.unmet + (st == "met" and -1 or 1)
+            if v.unmet == 0 then self:_enqueue(v) end
+          end
+        end
+      end
+    end
   end
   self:_fill()
 end
@@ -148,12 +196,12 @@ end
 
 function Scheduler:_fill()
   if self.halted or self.shutting then return end
-  local sq = self.svc_queue
+  local sq, q = self.svc_queue, self.queue
+  if not sq[1] and (self.qhead > #q or self.running_jobs >= self.jobs_limit) then return end
   while sq[1] do
     local v = table.remove(sq, 1)
     if v.state == "queued" then self:_start(v) end
   end
-  local q = self.queue
   while self.qhead <= #q and self.running_jobs < self.jobs_limit do
     local u = q[self.qhead]
     self.qhead = self.qhead + 1
