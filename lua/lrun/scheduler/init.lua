@@ -70,7 +70,7 @@ function M.new(spec, selected, opts)
   self.order = assert(graph.order(spec, selected))
   self.units, self.by_job = units.build(spec, self.order)
   self.dependents = graph.dependents(spec)
-  self.edges = units.need_edges(spec, self.by_job)
+  self:_index_needs()
   for _, u in ipairs(self.units) do
     if not u.service then self.batch = self.batch + 1 end
   end
@@ -124,6 +124,11 @@ end
 -- state change costs O(its out-edges), not O(every need of every dependent) (make
 -- and ninja keep the same count). A met need may be unmet again (a service that
 -- restarts is no longer ready): the count goes back up.
+
+-- The edges of the graph, again once jobs have joined it (lrun ctl add, add_job{}).
+function Scheduler:_index_needs()
+  self.edges = units.need_edges(self.spec, self.by_job)
+end
 
 function Scheduler:_skip_never(u, need)
   -- A job that runs only on another's failure is not at fault when that other job

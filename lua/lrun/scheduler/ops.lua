@@ -166,6 +166,7 @@ function Scheduler:add_jobs(frag)
   local added = {}
   for _, job in ipairs(frag.jobs) do added[#added + 1] = job.name end
   for name, l in pairs(by_job) do self.by_job[name] = l end
+  self:_index_needs()   -- needs counted per unit: the new jobs' edges join the index
   for _, u in ipairs(list) do
     self.units[#self.units + 1] = u
     self.unended = self.unended + 1
