@@ -43,6 +43,7 @@ build = {
     ["lrun.app"] = "lua/lrun/app.lua",
     ["lrun.scheduler"] = "lua/lrun/scheduler/init.lua",
     ["lrun.scheduler.exits"] = "lua/lrun/scheduler/exits.lua",
+    ["lrun.scheduler.stopping"] = "lua/lrun/scheduler/stopping.lua",
     ["lrun.units"] = "lua/lrun/units.lua",
     ["lrun.policy"] = "lua/lrun/policy.lua",
     ["lrun.ready"] = "lua/lrun/ready.lua",

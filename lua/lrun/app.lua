@@ -245,11 +245,38 @@ local function resume_rows(o)
   return require("lrun.resume").read(o.joblog)
 end
 
+-- The end of a run: output closed, escapees stopped, the watchdog dismissed, the
+-- summary and --stats written. -> the exit code, 1 when job output was lost
+local function finish_run(o, s, r, code)
+  local report = require "lrun.report"
+  local out = r.out
+  out:set_status(nil)
+  out:flush()
+  out:close()
+  if s.aborted then eprint(s.aborted) end
+  if out.write_error then
+    -- job output was lost on the way to lrun's own stdout/stderr
+    eprint("writing job output: " .. out.write_error)
+    if code == 0 then code = 1 end
+  end
+  -- What escaped every process group (setsid grandchildren) goes too.
+  r.wd:reap_escapees(math.min(s.grace, 5), r.run_id)
+  core.reap()
+  r.wd:bye()
+  if not o.quiet then io.stderr:write(report.summary(s:results())) end
+  if o.stats then
+    local runs = 0
+    for _, u in ipairs(s.units) do runs = runs + u.attempt end
+    local cpu, kib = report.self_usage()
+    io.stderr:write(report.stats_text { runs = runs, wall = r.wall, cpu = cpu, maxrss = kib })
+  end
+  return code
+end
+
 --- run(o, spec, selected [, daemon]) -> exit code
 function M.run(o, spec, selected, d)
   local loopmod = require "lprocess.loop"
   local output = require "lrun.output"
-  local report = require "lrun.report"
   local watchdog = require "lrun.watchdog"
 
   core.subreaper(true)
@@ -308,26 +335,7 @@ function M.run(o, spec, selected, d)
   local code = s:run()
   local wall = core.now() - t_run
   close_ops()
-  out:set_status(nil)
-  out:flush()
-  out:close()
-  if s.aborted then eprint(s.aborted) end
-  if out.write_error then
-    -- job output was lost on the way to lrun's own stdout/stderr
-    eprint("writing job output: " .. out.write_error)
-    if code == 0 then code = 1 end
-  end
-  -- What escaped every process group (setsid grandchildren) goes too.
-  wd:reap_escapees(math.min(s.grace, 5), run_id)
-  core.reap()
-  wd:bye()
-  if not o.quiet then io.stderr:write(report.summary(s:results())) end
-  if o.stats then
-    local runs = 0
-    for _, u in ipairs(s.units) do runs = runs + u.attempt end
-    local cpu, kib = report.self_usage()
-    io.stderr:write(report.stats_text { runs = runs, wall = wall, cpu = cpu, maxrss = kib })
-  end
+  code = finish_run(o, s, { out = out, wd = wd, run_id = run_id, wall = wall }, code)
   close_all(events, joblog)
   if d then d:cleanup() end
   loop:close()

@@ -26,17 +26,19 @@ local policy = require "lrun.policy"
 local ready = require "lrun.ready"
 local units = require "lrun.units"
 local exits = require "lrun.scheduler.exits"
+local stopping = require "lrun.scheduler.stopping"
 local ops = require "lrun.scheduler.ops"
 
 local M = {}
 local Scheduler = {}
 Scheduler.__index = Scheduler
 exits.install(Scheduler)
+stopping.install(Scheduler)
 local describe = exits.describe
 M.describe = describe
 ops.install(Scheduler, describe)
 
-local ENDED, FAILED, LIVE = units.ENDED, units.FAILED, units.LIVE
+local FAILED, LIVE = units.FAILED, units.LIVE
 local is_met, set_met = units.is_met, units.set_met
 
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
@@ -389,75 +391,6 @@ function Scheduler:_failure(u, result)
       self:_finish(v, "skipped", "not started after a failure")
     end
   end
-end
-
----------------------------------------------------------------------------------------
--- the end
-
--- Units still running that nothing live needs: these may stop now (reverse order).
-function Scheduler:_stoppable(u)
-  for _, name in ipairs(self.dependents[u.job.name] or {}) do
-    for _, v in ipairs(self.by_job[name] or {}) do
-      if LIVE[v.state] then return false end
-    end
-  end
-  return true
-end
-
-function Scheduler:_stop_some()
-  local sig = self.shutting.sig
-  for _, u in ipairs(self.units) do
-    if LIVE[u.state] and not u.stopping and self:_stoppable(u) then
-      u.stopping = true
-      if self.verbose then self:_say(string.format("job %s: stopping", u.name)) end
-      self:_emit("stop", u, {})
-      self.ex:stop(u.handle, sig or u.job.kill_signal, self:_grace(u.job))
-    end
-  end
-end
-
--- Stop everything because lrun itself cannot go on safely (a watchdog that no longer
--- hears, say): like a stop request, and the run fails whatever the jobs did.
-function Scheduler:abort(why)
-  self.aborted = why
-  self:shutdown(nil, why)
-end
-
--- Stop everything: `signal` (a number) when lrun was signalled, else nil.
-function Scheduler:shutdown(signal, why)
-  if self.shutting then
-    if signal then   -- a second signal: no more grace
-      self.shutting.hurry = true
-      self:_say("second signal: killing every job now")
-      self.ex:kill_all()
-    end
-    return
-  end
-  self.shutting = { signal = signal, sig = signal and core.signals[signal] or nil }
-  if why then self:_say(why) end
-  for _, u in ipairs(self.units) do
-    if u.state == "waiting" or u.state == "queued" then
-      self:_finish(u, "skipped", "not started: lrun is stopping")
-    elseif u.state == "backoff" or u.state == "retrying" then
-      self:_finish(u, "stopped")
-    end
-  end
-  self:_stop_some()
-  self:_maybe_done()
-end
-
-function Scheduler:_maybe_done()
-  if self.shutting then return self:_stop_some() end
-  if self.batch ~= 0 then return end
-  local any_service, had_batch = false, false
-  for _, u in ipairs(self.units) do
-    if u.service then
-      any_service = any_service or not ENDED[u.state]
-    else
-      had_batch = true
-    end
-  end
-  if had_batch and any_service and not self.hold then return self:shutdown(nil, nil) end
 end
 
 function Scheduler:finished()
