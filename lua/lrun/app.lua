@@ -273,11 +273,32 @@ local function finish_run(o, s, r, code)
   return code
 end
 
+-- Nothing is started without the watchdog and the loop: an OS failure here is
+-- reported and the run fails (exit 1) with nothing started. -> wd, loop | nil, nil, msg
+local function safety(run_id)
+  local wd, werr = require("lrun.watchdog").start(run_id)
+  if not wd then return nil, nil, werr end
+  local loop, lerr = require("lprocess.loop").new()
+  if not loop then
+    wd:bye()
+    return nil, nil, "event loop: " .. lerr
+  end
+  return wd, loop
+end
+
+local function make_output(o, spec)
+  local output = require "lrun.output"
+  -- Job output is written in whole lines and flushed by the loop before it blocks:
+  -- a large buffer turns a 64 KiB chunk into one write instead of sixteen.
+  io.stdout:setvbuf("full", 256 * 1024)
+  return output.new {
+    mode = o.output, color = output.want_color(o.color, io.stdout),
+    log_dir = o.log_dir or spec.settings.log_dir, status = not o.quiet and not o.daemon,
+  }
+end
+
 --- run(o, spec, selected [, daemon]) -> exit code
 function M.run(o, spec, selected, d)
-  local loopmod = require "lprocess.loop"
-  local output = require "lrun.output"
-  local watchdog = require "lrun.watchdog"
 
   core.subreaper(true)
   -- Most of what a run allocates dies young (per-event tables, output chunks). (An
@@ -285,22 +306,9 @@ function M.run(o, spec, selected, d)
   -- ~60 to ~53 MB but halved `-o raw` throughput: 64 KiB chunks then trigger majors.)
   collectgarbage("generational")
   local run_id = string.format("%x-%d", math.floor(core.realtime()), core.getpid())
-  -- Nothing is started without the watchdog and the loop: an OS failure here is
-  -- reported and the run fails (exit 1) with nothing started.
-  local wd, werr = watchdog.start(run_id)
-  if not wd then return M.fail_start(werr, d) end
-  local loop, lerr = loopmod.new()
-  if not loop then
-    wd:bye()
-    return M.fail_start("event loop: " .. lerr, d)
-  end
-  -- Job output is written in whole lines and flushed by the loop before it blocks:
-  -- a large buffer turns a 64 KiB chunk into one write instead of sixteen.
-  io.stdout:setvbuf("full", 256 * 1024)
-  local out = output.new {
-    mode = o.output, color = output.want_color(o.color, io.stdout),
-    log_dir = o.log_dir or spec.settings.log_dir, status = not o.quiet and not o.daemon,
-  }
+  local wd, loop, why = safety(run_id)
+  if not wd then return M.fail_start(why, d) end
+  local out = make_output(o, spec)
   -- Before the daemon is ready its launcher is still waiting: tell it why we stop.
   local function early_fail(msg, code, ...)
     close_all(...)
