@@ -856,6 +856,26 @@ job "c" { "true", needs = "nope" }
       assert.same({ 'jobs.lua:1: job "a": needs entries must be job names, got nil' }, errs)
     end)
 
+    it("validate outside the deadline only what no code of the file can run in", function()
+      local plain = { { t = { "true", needs = { "a", { b = "done" } }, env = { K = "v" } } } }
+      assert.is_true(sandbox.inert(plain, "t"))
+      local function with(t) return { { t = { "true", x = t } } } end
+      assert.is_false(sandbox.inert(with(setmetatable({}, {})), "t"))        -- a metamethod
+      assert.is_false(sandbox.inert(with({ { setmetatable({}, {}) } }), "t"))  -- at any depth
+      assert.is_false(sandbox.inert(with(io.stdout), "t"))                    -- __tostring, __name
+      assert.is_false(sandbox.inert({ { t = { [setmetatable({}, {})] = 1 } } }, "t"))  -- keys too
+      local deep = {}
+      for _ = 1, 10 do deep = { deep } end
+      assert.is_false(sandbox.inert(with(deep), "t"))
+      -- a standard function the file replaced (validation calls it): bounded again
+      local find = string.find
+      finally(function() string.find = find end)
+      string.find = function(...) return find(...) end
+      assert.is_false(sandbox.inert(plain, "t"))
+      string.find = find
+      assert.is_true(sandbox.inert(plain, "t"))
+    end)
+
     it("a non-table settings in a returned table is an error, not a crash", function()
       assert.equal("jobs.lua: 'settings' must be a table, got number",
         err_lua('return { settings = 5, jobs = { a = { "true" } } }\n'))

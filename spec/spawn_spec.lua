@@ -146,6 +146,45 @@ describe("lprocess.spawn", function()
       r:wait()
     end)
 
+    it("core.envblock: checked once, shared by spawns, an entry replaced per start", function()
+      local block = core.envblock { "LP_SLOT=", "PATH=" .. dir, "LP_B=two" }
+      local function env_of()
+        local r, w = assert(core.pipe())
+        -- "lp_env_probe" is found only through the block's PATH
+        local pid = assert(core.spawn { argv = { "lp_env_probe" }, env = block, fds = { [1] = w } })
+        core.close(w)
+        local out = {}
+        while true do
+          local data = core.read(r, 4096)
+          if not data or data == "" then break end
+          out[#out + 1] = data
+        end
+        core.close(r)
+        assert.exited(0, core.wait(pid))
+        return table.concat(out)
+      end
+      local f = assert(io.open(dir .. "/lp_env_probe", "w"))
+      f:write('#!/bin/sh\nprintf "%s|%s|%s" "$LP_SLOT" "$PATH" "$LP_B"\n')
+      f:close()
+      assert(os.execute("chmod +x " .. dir .. "/lp_env_probe"))
+      block:set(1, "LP_SLOT=first")
+      assert.equal("first|" .. dir .. "|two", env_of())
+      block:set(1, "LP_SLOT=second")
+      assert.equal("second|" .. dir .. "|two", env_of())
+      assert.same({ "LP_SLOT=second", "PATH=" .. dir, "LP_B=two" }, block:list())
+      -- the PATH a name is looked up in follows a replaced PATH entry
+      block:set(2, "PATH=/nonexistent")
+      local pid, err = core.spawn { argv = { "lp_env_probe" }, env = block }
+      assert.is_nil(pid)
+      assert.matches("No such file", err)
+      -- misuse raises, as spawn's env table does
+      assert.has_error(function() block:set(4, "A=1") end)
+      assert.has_error(function() block:set(1, "no_equals") end)
+      assert.has_error(function() block:set(1, "A=b\0c") end)
+      assert.has_error(function() core.envblock { "A=1", 2 } end)
+      assert.has_error(function() core.spawn { argv = { "true" }, env = io.stdout } end)
+    end)
+
     it("cwd, umask and limits", function()
       local t = H.track(finally)
       local p = t:spawn { "sh", "-c", "pwd; umask; ulimit -n", stdout = "pipe", cwd = dir,

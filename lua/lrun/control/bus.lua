@@ -5,6 +5,8 @@
 --   local bus = require("lrun.control.bus").new(file_writer_or_nil, out)
 --   local off = bus:listen(function(kind, fields) ... end)   -- off() stops it
 --   bus:emit(kind, fields)            -- the scheduler's call
+--   bus:quiet()                       -- true: no file, no listener (fields unread)
+--   bus:ended(unit_name)              -- what emit("exit") keeps, for a quiet bus
 --   bus:last_lines(unit_name)         -- an ended unit's last output lines
 --
 -- It also keeps each unit's last lines when it exits (lrun.output lets them go once
@@ -23,6 +25,9 @@ function M.new(file, out)
 end
 
 function Bus:_keep(name)
+  local lines = self.out:tail(name, M.KEEP_LINES)
+  -- A unit that never said anything takes no place: last_lines gives {} either way.
+  if #lines == 0 and not self.kept[name] then return end
   if not self.kept[name] then
     local order = self.order
     self.last = self.last + 1
@@ -33,7 +38,16 @@ function Bus:_keep(name)
       self.head = self.head + 1
     end
   end
-  self.kept[name] = self.out:tail(name, M.KEEP_LINES)
+  self.kept[name] = lines
+end
+
+-- With nobody to read them, the scheduler builds no event tables (two a job).
+function Bus:quiet()
+  return self.file == nil and next(self.listeners) == nil
+end
+
+function Bus:ended(name)
+  if self.out then self:_keep(name) end
 end
 
 function Bus:listen(fn)
@@ -43,7 +57,7 @@ end
 
 function Bus:emit(kind, fields)
   if self.file then self.file:emit(kind, fields) end
-  if kind == "exit" and self.out then self:_keep(fields.job) end
+  if kind == "exit" then self:ended(fields.job) end
   if next(self.listeners) == nil then return end
   local snap = {}
   for fn in pairs(self.listeners) do snap[#snap + 1] = fn end

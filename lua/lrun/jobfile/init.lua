@@ -58,8 +58,10 @@
 -- Modules: schema (the keys, defaults, which check applies), fields (checks of keys
 -- with a shape of their own), checker (generic checks), diagnostics (wording),
 -- collect (raw definitions), lua_loader + sandbox (Lua files), yaml_loader, paths.
--- Loading and validating run within sandbox.bounded: a job file that loops, eats
--- memory or calls os.exit gets a "jobs.lua:N: ..." error, never a hang or an exit.
+-- Loading runs within sandbox.bounded, and so does validating unless what the file
+-- defined is inert (no metatables, no userdata, the standard library untouched): a
+-- job file that loops, eats memory or calls os.exit gets a "jobs.lua:N: ..." error,
+-- never a hang or an exit.
 local D = require "lrun.jobfile.diagnostics"
 local P = require "lrun.jobfile.paths"
 local graph = require "lrun.graph"
@@ -137,12 +139,12 @@ local function validate(raw, opts)
   return spec
 end
 
--- Read and validate; runs within sandbox.bounded.
-local function read_and_validate(raw, text, opts)
-  local read = raw.format == "yaml" and yaml_loader.read or lua_loader.read
-  local ok, msg = read(raw, text)
-  if not ok then return nil, msg, { msg } end
-  return validate(raw, opts)
+-- Read the file into raw; runs within sandbox.bounded.
+local function read(raw, text)
+  local reader = raw.format == "yaml" and yaml_loader.read or lua_loader.read
+  local ok, msg = reader(raw, text)
+  if not ok then return nil, msg end
+  return true
 end
 
 local function read_file(path)
@@ -152,6 +154,25 @@ local function read_file(path)
   f:close()
   if not text then return nil, ("%s: %s"):format(path, rerr) end
   return text
+end
+
+-- fn(...) within sandbox.bounded -> true, fn's results | false, message naming the file
+local function bounded(raw, fn, ...)
+  local res = table.pack(sandbox.bounded(fn, ...))
+  if res[1] then return true, table.unpack(res, 2, res.n) end
+  -- The file's code, or a metamethod of its tables, ran too long or raised.
+  local msg = D.line(res[2])
+  local data_error = msg:sub(1, #HERE) == HERE and msg:match("^[^:]*:%d+: (.*)$")
+  if data_error and (data_error:find("chain too long") or data_error:find("stack overflow")
+      or data_error:find("not enough memory")) then
+    -- Raised while we read the file's tables (an __index loop): not our line to give.
+    msg = ("%s: reading the file's tables: %s"):format(raw.base, data_error)
+  elseif res[3] then
+    msg = ("%s: loading %s (stopped at %s)"):format(raw.base, msg, res[3])
+  elseif msg:sub(1, #raw.base + 1) ~= raw.base .. ":" then
+    msg = raw.base .. ": " .. msg
+  end
+  return false, msg
 end
 
 function M.load(path, opts)
@@ -165,21 +186,18 @@ function M.load(path, opts)
     format = path:lower():match("%.ya?ml$") and "yaml" or "lua",
     entries = {}, settings = {}, policies = {}, errors = {} }
   if raw.dir == "" then raw.dir = "/" end
-  local res = table.pack(sandbox.bounded(read_and_validate, raw, text, opts))
-  if res[1] then return table.unpack(res, 2, res.n) end
-  -- The file's code, or a metamethod of its tables, ran too long or raised.
-  local msg = D.line(res[2])
-  local data_error = msg:sub(1, #HERE) == HERE and msg:match("^[^:]*:%d+: (.*)$")
-  if data_error and (data_error:find("chain too long") or data_error:find("stack overflow")
-      or data_error:find("not enough memory")) then
-    -- Raised while we read the file's tables (an __index loop): not our line to give.
-    msg = ("%s: reading the file's tables: %s"):format(raw.base, data_error)
-  elseif res[3] then
-    msg = ("%s: loading %s (stopped at %s)"):format(raw.base, msg, res[3])
-  elseif msg:sub(1, #raw.base + 1) ~= raw.base .. ":" then
-    msg = raw.base .. ": " .. msg
+  local ok, done, msg = bounded(raw, read, raw, text)
+  if not ok then return nil, done, { done } end
+  if not done then return nil, msg, { msg } end
+  -- What the file defined is read (types, keys, metamethods) by validation: bounded,
+  -- unless no code of the file can run then.
+  if sandbox.inert(raw.entries, "t") and sandbox.inert(raw.settings, "t")
+      and sandbox.inert(raw.policies, "name") then
+    return validate(raw, opts)
   end
-  return nil, msg, { msg }
+  local vok, spec, vmsg, errors = bounded(raw, validate, raw, opts)
+  if not vok then return nil, spec, { spec } end
+  return spec, vmsg, errors
 end
 
 -- entries: { { name =, kind = "job"|"service", t = { key = value }, where = } }
@@ -188,6 +206,9 @@ function M.define(entries, opts)
   local raw = { file = opts.file or where, dir = opts.dir or assert(P.cwd()),
     base = where, format = "lua", entries = entries, settings = {}, policies = {},
     errors = {} }
+  if sandbox.inert(entries, "t") and sandbox.inert(entries, "name") then
+    return validate(raw, opts)
+  end
   local ok, spec, msg = sandbox.bounded(validate, raw, opts)
   if not ok then return nil, where .. ": " .. D.line(spec) end
   return spec, msg

@@ -13,21 +13,17 @@ local D = require "lrun.jobfile.diagnostics"
 local collect = require "lrun.jobfile.collect"
 local sandbox = require "lrun.jobfile.sandbox"
 local schema = require "lrun.jobfile.schema"
+local text = require "lrun.text"
 
-local show = D.show
+local show, caller_line = D.show, text.caller_line
 
 local M = {}
 
 -- "jobs.lua:12": the line of the job file the DSL function was called from.
+-- Level 3: the caller of the DSL function that called site.
 local function site(raw, chunkname)
-  for level = 3, 50 do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.source == chunkname and info.currentline > 0 then
-      return raw.base .. ":" .. info.currentline
-    end
-  end
-  return raw.base
+  local line = caller_line(chunkname, 3)
+  return line and raw.base .. ":" .. line or raw.base
 end
 
 -- job "name" { ... }, job("name", { ... }); a curried call leaves a pending token

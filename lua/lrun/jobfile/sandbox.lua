@@ -6,6 +6,8 @@
 --   local env = sandbox.env(dsl)    -- dsl = { job =, service =, settings =, policy = }
 --   local ok, a, b = sandbox.bounded(fn, ...)   -- true, results | false, message
 --   sandbox.TIMEOUT, sandbox.MEMORY             -- seconds, MiB (tests lower them)
+--   sandbox.inert(list, field)  -- true: reading each list[i][field] (types, keys,
+--                               -- values) runs none of the file's code
 --
 -- A job file, and every function it defines (on_exit, a policy, a ready fn, called
 -- later by lrun), must never end lrun: os.exit raises an error instead ("jobs.lua:3:
@@ -66,6 +68,67 @@ function M.bounded(fn, ...)
   if not res[1] then return false, D.error_text(res[2]) end
   if coroutine.status(co) ~= "dead" then return false, "yielded outside a coroutine" end
   return true, table.unpack(res, 2, res.n)
+end
+
+-- The standard functions as lrun started with them. A job file can reach and replace
+-- them (require "string", getmetatable("").__index); lrun's validation calls them.
+local STD = {}
+for _, lib in ipairs { "_G", "string", "table", "math", "io", "os", "utf8" } do
+  local t = _G[lib]
+  for k, v in pairs(t) do
+    if type(v) == "function" then STD[#STD + 1] = { t, k, v } end
+  end
+end
+local STRING_MT, STRING_INDEX = debug.getmetatable(""), debug.getmetatable("").__index
+
+local function pristine()
+  if debug.getmetatable("") ~= STRING_MT or rawget(STRING_MT, "__index") ~= STRING_INDEX then
+    return false
+  end
+  for i = 1, #STD do
+    local e = STD[i]
+    if rawget(e[1], e[2]) ~= e[3] then return false end
+  end
+  return true
+end
+
+-- No metatable at any depth (a metamethod is the file's code), no userdata (its
+-- __tostring and __name), no deeper than 8 tables. Functions and coroutines are only
+-- type-checked by validation, never called.
+local getmt = debug.getmetatable
+local function inert(t, depth)
+  if depth > 8 or getmt(t) ~= nil then return false end
+  for k, v in next, t do
+    local tk, tv = type(k), type(v)
+    if tk == "table" then
+      if not inert(k, depth + 1) then return false end
+    elseif tk == "userdata" then
+      return false
+    end
+    if tv == "table" then
+      if not inert(v, depth + 1) then return false end
+    elseif tv == "userdata" then
+      return false
+    end
+  end
+  return true
+end
+
+-- Validation of inert tables runs outside bounded: the count hook there makes every
+-- VM instruction trap (about a fifth of a big file's load). Its time is then the
+-- size of what the file defined, which the file made within the bounds.
+-- list: raw definitions ({ t = table, name = ... }); field: the key of each to check
+function M.inert(list, field)
+  if not pristine() then return false end
+  for i = 1, #list do
+    local v = list[i][field]
+    if type(v) == "table" then
+      if not inert(v, 1) then return false end
+    elseif type(v) == "userdata" then
+      return false
+    end
+  end
+  return true
 end
 
 local function refuse(what)

@@ -50,10 +50,12 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   u.ended = core.now()
   u.runtime = h and h.elapsed or (u.ended - (u.started or u.ended))
   u.bytes = h and h.bytes or 0
-  self:_emit("exit", u, {
-    pid = u.pid, how = st and st.how or "error", code = st and st.code,
-    signal = st and st.signame, runtime = u.runtime, error = spawn_err,
-  })
+  if self:_heard("exit", u) then
+    self:_emit("exit", u, {
+      pid = u.pid, how = st and st.how or "error", code = st and st.code,
+      signal = st and st.signame, runtime = u.runtime, error = spawn_err,
+    })
+  end
 end
 
 function Scheduler:_exited(u, st, h, spawn_err)

@@ -91,8 +91,19 @@ function Scheduler:_say(msg)
   self.out:message(msg)
 end
 
+-- Whether an event of `u` is read by anyone: a quiet bus only keeps an exit's output.
+function Scheduler:_heard(kind, u)
+  local events = self.events
+  if not events then return false end
+  if events.quiet and events:quiet() then
+    if kind == "exit" then events:ended(u.name) end
+    return false
+  end
+  return true
+end
+
 function Scheduler:_emit(kind, u, fields)
-  if not self.events then return end
+  if not self:_heard(kind, u) then return end
   fields = fields or {}
   fields.job = u.name
   fields.instance = u.instance
@@ -320,7 +331,7 @@ function Scheduler:_start(u)
   u.handle, u.pid = h, h.pid
   u.ever_started = true
   if self.verbose then self:_say(string.format("job %s: started (pid %d)", u.name, h.pid)) end
-  self:_emit("start", u, { pid = h.pid })
+  if self:_heard("start", u) then self:_emit("start", u, { pid = h.pid }) end
   if job.timeout then
     -- an executor whose units queue first (Slurm) says when the unit really runs
     if h.defers_start then
