@@ -13,9 +13,9 @@ local D = require "lrun.jobfile.diagnostics"
 local collect = require "lrun.jobfile.collect"
 local sandbox = require "lrun.jobfile.sandbox"
 local schema = require "lrun.jobfile.schema"
-local text = require "lrun.text"
+local lrun_text = require "lrun.text"
 
-local show, caller_line = D.show, text.caller_line
+local show, caller_line = D.show, lrun_text.caller_line
 
 local M = {}
 
