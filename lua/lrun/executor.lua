@@ -268,7 +268,8 @@ function Executor:start(unit, hooks)
   local fds = self.fds_buf
   local n, r1, r2 = self:_child_fds(unit.job, extra, fds)
   if not n then return nil, r1 end
-  local h = { unit = unit, hooks = hooks, pipes = {}, open_pipes = 0, bytes = 0,
+  -- pipes: fd -> stream, sized for two by its (nil) entries: no rehash as they come
+  local h = { unit = unit, hooks = hooks, pipes = { [-1] = nil, [-2] = nil }, open_pipes = 0, bytes = 0,
     status = nil, ended = nil, pid = nil, pgid = nil, started = nil }
   -- Our pipe ends are watched before the child exists: a refusal then costs no job.
   local pid, serr, serrno = nil, nil, nil

@@ -211,6 +211,20 @@ function M.decide(job, ev, user_fn)
   return out
 end
 
+--- quick(job, success, stopping, attempt) -> action | nil
+-- The built-in `restart = "no"` on a plain job (no on_exit, no policy, not replaced):
+-- what decide would answer, without the event table. nil: ask decide.
+local QUICK = { done = { action = "done" }, fail = { action = "fail" } }
+function M.quick(job, success, stopping, attempt)
+  if job.on_exit or job.policy or job.kind == "service" or job.restart ~= "no"
+      or M.builtin["no"] ~= BUILTIN["no"] then
+    return nil
+  end
+  if success then return QUICK.done end
+  if not stopping and attempt <= (job.retries or 0) then return nil end   -- a retry
+  return QUICK.fail
+end
+
 ---------------------------------------------------------------------------------------
 -- A job's backoff and start limit (lprocess.restart, with the job-file keys).
 

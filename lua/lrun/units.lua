@@ -32,7 +32,7 @@ function M.build(spec, order)
         job = job, instance = i, state = "waiting", attempt = 0, restarts = 0,
         service = job.kind == "service",
         met = nil, unmet = nil, is_ready = nil, started = nil, started_wall = nil,
-        timed_out = nil, stopping = nil, handle = nil, pid = nil, ever_started = nil,
+        timed_out = nil, stopping = nil, handle = nil, pid = nil, ever_started = nil, hooks = nil,
         status = nil, ended = nil, runtime = nil, bytes = nil, reason = nil,
       }
       mine[#mine + 1] = u

@@ -11,6 +11,9 @@ local policy = require "lrun.policy"
 local M = {}
 local Scheduler = {}
 
+-- What a unit going back to wait for its next run can change: it is no longer ready.
+local ON_AGAIN = { ready = true }
+
 -- The wording of a unit's last end: lprocess.status's, or the spawn's error.
 local function describe(u)
   if u.spawn_error then return u.spawn_error end
@@ -64,12 +67,19 @@ function Scheduler:_exited(u, st, h, spawn_err)
   if self.shutting or u.stopping and not u.timed_out and not u.unready then
     return self:_finish(u, "stopped")
   end
-  local ev = self:_event(u, st, spawn_err)
-  local user_fn = self:_user_policy(u.job)
-  -- only a user's policy reads the output tail; the built-ins never do
-  if user_fn then ev.last_lines = self.out:tail(u.name, 10) end
-  local decision, perr = policy.decide(u.job, ev, user_fn)
-  if perr then self:_say(string.format("job %s: policy: %s", u.name, perr)) end
+  local success = policy.success(u.job, st, u.stopping) and not u.timed_out
+  -- A plain job's built-in answer needs no event table (one of ~20 fields a job).
+  local decision = policy.quick(u.job, success, u.stopping, u.attempt)
+  local ev
+  if not decision then
+    ev = self:_event(u, st, spawn_err)
+    local user_fn = self:_user_policy(u.job)
+    -- only a user's policy reads the output tail; the built-ins never do
+    if user_fn then ev.last_lines = self.out:tail(u.name, 10) end
+    local perr
+    decision, perr = policy.decide(u.job, ev, user_fn)
+    if perr then self:_say(string.format("job %s: policy: %s", u.name, perr)) end
+  end
   local action = decision.action
   local failed_result = u.timed_out and "timeout" or "failed"
   if action == "retry" or action == "restart" then
@@ -121,7 +131,7 @@ function Scheduler:_again(u, delay, ev)
     u.service and ("restart " .. u.restarts) or ("attempt " .. (u.attempt + 1)), delay))
   self:_emit("restart", u, { delay = delay })
   u.is_ready = false
-  self:_changed(u.job)
+  self:_changed(u.job, ON_AGAIN)
   u.again = self.loop:timer(delay, function()
     u.again = nil
     if self.shutting or (self.halted and not u.service) then

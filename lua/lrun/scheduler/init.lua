@@ -174,8 +174,14 @@ function Scheduler:_evaluate(u)
   if unmet == 0 then self:_enqueue(u) end
 end
 
--- Something about `job` changed: look again at the needs that name it.
-function Scheduler:_changed(job)
+-- The conditions a start, or a unit seen ready, can change (an end changes any).
+local ON_START = { started = true, ready = true }
+local ON_READY = { ready = true }
+local NONE = {}
+
+-- Something about `job` changed: look again at the needs that name it (with `only`,
+-- those whose condition is in that set).
+function Scheduler:_changed(job, only)
   local edges = self.edges[job.name]
   if edges then
     local mine = self.by_job[job.name]
@@ -184,7 +190,7 @@ function Scheduler:_changed(job)
     for i = 1, #edges, 2 do
       local dep, k = edges[i], edges[i + 1]
       local need = dep.needs[k]
-      local list = by_job[dep.name]
+      local list = only and not only[need.cond] and NONE or by_job[dep.name]
       for j = 1, #list do
         local v = list[j]
         if v.state == "waiting" and v.unmet then
@@ -312,11 +318,15 @@ function Scheduler:_start(u)
       return self:_exited(u, nil, nil, err)
     end
   end
+  -- One hooks table per unit, made at its first start.
+  local hooks = u.hooks
+  if not hooks then
+    hooks = { spawn_opts = nil, exit = function(st, handle) self:_exited(u, st, handle) end }
+    u.hooks = hooks
+  end
+  hooks.spawn_opts = probe and probe.opts or nil
   local h
-  h, err, errno = self.ex:start(u, {
-    spawn_opts = probe and probe.opts or nil,
-    exit = function(st, handle) self:_exited(u, st, handle) end,
-  })
+  h, err, errno = self.ex:start(u, hooks)
   if not h then
     if probe then probe:cancel() end
     if TRANSIENT[errno] then
@@ -352,7 +362,7 @@ function Scheduler:_start(u)
   else
     self:_ready(u)
   end
-  self:_changed(job)
+  self:_changed(job, ON_START)
 end
 
 function Scheduler:_ready(u)
@@ -364,7 +374,7 @@ function Scheduler:_ready(u)
     if self.verbose or u.service then self:_say(string.format("job %s: ready", u.name)) end
     self:_emit("ready", u, { after = u.ready_at - u.started })
   end
-  self:_changed(u.job)
+  self:_changed(u.job, ON_READY)
 end
 
 function Scheduler:_finish(u, result, reason)
