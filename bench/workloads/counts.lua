@@ -106,9 +106,9 @@ function M.run(ctx)
       or { error = "strace missing" }
     specs[#specs + 1] = { argv_at = argv_at, into = results[api.key] }
   end
-  -- lrun per job (reported, not gated): a flat file of tiny_true jobs at -j1.
+  -- lrun per job (gated on instructions: issue 11): a flat file of tiny_true jobs at -j1.
   local lrun_r
-  if ctx.lrun and have_strace and not ctx.quick then
+  if ctx.lrun and have_strace then
     local files = {}
     local function jf(n)
       files[n] = files[n] or gen.jobfile(("%s/counts-lrun-%d.lua"):format(util.work, n), gen.flat(n), { tiny })
@@ -148,10 +148,15 @@ function M.run(ctx)
     end
   end
   if lrun_r then
-    rows[#rows + 1] = { "lrun -j1 (per job, for reference)",
+    rows[#rows + 1] = { "lrun -j1 (per job: load, plan, run)",
       lrun_r.syscalls and ("%.2f"):format(lrun_r.syscalls) or "-",
       lrun_r.instructions and ("%.0f"):format(lrun_r.instructions) or "-",
       lrun_r.breakdown or (lrun_r.error or ""):sub(1, 80) }
+    local ceiling = gates.instructions.lrun.ceiling
+    if have_vg and (not lrun_r.instructions or lrun_r.instructions > ceiling) then
+      fail(("lrun instructions per job %s > ceiling %d"):format(lrun_r.instructions
+        and ("%.0f"):format(lrun_r.instructions) or "unmeasured", ceiling))
+    end
   end
   local notes = {}
   for _, a in ipairs(apis) do
@@ -164,7 +169,8 @@ function M.run(ctx)
       n2, n1, n2 - n1),
     columns = { "API", "syscalls", "user instructions", "syscalls per spawn+wait" },
     rows = rows, targets = targets,
-    notes = { "CI gates (bench/gates.lua): " .. table.concat(notes, "; ") },
+    notes = { "CI gates (bench/gates.lua): " .. table.concat(notes, "; ") ..
+      ("; lrun instructions per job <= %d"):format(gates.instructions.lrun.ceiling) },
     commands = {
       ("strace -c -o FILE %s bench/drivers/count_loop.lua API N build/bench/bin/tiny_true"):format(util.lua),
       ("valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null %s " ..
