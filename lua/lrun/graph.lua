@@ -276,18 +276,23 @@ function M.plan(spec, selected)
     if #cmd > cmd_w then cmd_w = #cmd end
   end
   cmd_w = math.min(cmd_w, MAX_CMD_COLUMN)
-  local fmt = "  %" .. #tostring(#order) .. "d. %-" .. name_w .. "s  %s"
+  -- One format per line: the command column padded by %-Ns (a longer command is not
+  -- cut), the notes after it. A 100 000-job plan is 100 000 of these.
+  local head = "  %" .. #tostring(#order) .. "d. %-" .. name_w .. "s  "
+  local fmt, fmt_notes = head .. "%s", head .. "%-" .. cmd_w .. "s  (%s)"
   local lines, needs, notes = {}, {}, {}
   for i, name in ipairs(order) do
     local job = by_name[name]
     local nn = 0
     if job.kind == "service" then nn = nn + 1; notes[nn] = "service" end
-    if job.instances and job.instances > 1 then
+    if job.instances > 1 then
       nn = nn + 1; notes[nn] = job.instances .. " instances"
     end
     local jn = job.needs
-    if jn[1] then
-      for k, need in ipairs(jn) do
+    local n = #jn
+    if n > 0 then
+      for k = 1, n do
+        local need = jn[k]
         local target = by_name[need.name]
         if target and need.cond ~= default_cond(target) then
           needs[k] = need.name .. ":" .. need.cond
@@ -295,14 +300,15 @@ function M.plan(spec, selected)
           needs[k] = need.name
         end
       end
-      nn = nn + 1; notes[nn] = "needs: " .. table.concat(needs, ", ", 1, #jn)
+      nn = nn + 1
+      notes[nn] = n == 1 and "needs: " .. needs[1] or "needs: " .. table.concat(needs, ", ", 1, n)
     end
-    local cmd = cmds[i]
-    local line = fmt:format(i, name, cmd)
-    if nn > 0 then
-      line = line .. (" "):rep(math.max(cmd_w - #cmd, 0)) .. "  (" .. table.concat(notes, "; ", 1, nn) .. ")"
+    if nn == 0 then
+      lines[i] = fmt:format(i, name, cmds[i])
+    else
+      lines[i] = fmt_notes:format(i, name, cmds[i],
+        nn == 1 and notes[1] or table.concat(notes, "; ", 1, nn))
     end
-    lines[i] = line
   end
   return table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
 end

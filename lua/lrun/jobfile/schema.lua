@@ -83,15 +83,17 @@ local function check_command(c, t, job)
   end
 end
 
--- needs .. stderr: what the process starts with.
+-- needs .. stderr: what the process starts with. A key left out is not set: the
+-- job's metatable gives its default (see M.job).
 local function check_process(c, t, job, dir)
   local v = t.needs
-  job.needs = v == nil and {} or F.needs(c, v)
+  if v ~= nil then job.needs = F.needs(c, v) end
   v = t.success_codes
-  job.success_codes = v == nil and SHARED_CODES or F.success_codes(c, v)
-  job.dir = c:path("dir", t.dir, dir) or dir
+  if v ~= nil then job.success_codes = F.success_codes(c, v) end
+  v = t.dir
+  if v ~= nil then job.dir = c:path("dir", v, dir) or dir end
   v = t.env_file
-  job.env = t.env == nil and (v == nil and SHARED_ENV or {}) or F.env(c, t.env)
+  if t.env ~= nil then job.env = F.env(c, t.env) elseif v ~= nil then job.env = {} end
   if v ~= nil then
     job.env_file = c:path("env_file", v, dir)
     local from_file, err = nil, nil
@@ -102,11 +104,11 @@ local function check_process(c, t, job, dir)
     end
   end
   v = t.stdin
-  job.stdin = v == nil and "null" or c:path("stdin", v, dir, STDIN_WORDS) or "null"
+  if v ~= nil then job.stdin = c:path("stdin", v, dir, STDIN_WORDS) or "null" end
   v = t.stdout
-  job.stdout = v == nil and "prefix" or c:path("stdout", v, dir, STREAM_WORDS) or "prefix"
+  if v ~= nil then job.stdout = c:path("stdout", v, dir, STREAM_WORDS) or "prefix" end
   v = t.stderr
-  job.stderr = v == nil and "prefix" or c:path("stderr", v, dir, STREAM_WORDS) or "prefix"
+  if v ~= nil then job.stderr = c:path("stderr", v, dir, STREAM_WORDS) or "prefix" end
 end
 
 local function check_policy_name(c, name, ctx)
@@ -124,24 +126,27 @@ local function check_lifecycle(c, t, job, ctx)
   local v = t.timeout
   if v ~= nil then job.timeout = c:number("timeout", v, ABOVE0) end
   v = t.kill_signal
-  job.kill_signal = v == nil and "TERM" or F.signal(c, v)
+  if v ~= nil then job.kill_signal = F.signal(c, v) end
   v = t.kill_grace
   if v ~= nil then job.kill_grace = c:number("kill_grace", v, MIN0) end
   v = t.retries
-  job.retries = v == nil and 0 or c:number("retries", v, INT_MIN0) or 0
+  if v ~= nil then job.retries = c:number("retries", v, INT_MIN0) or 0 end
   v = t.retry_delay
-  job.retry_delay = v == nil and 0 or c:number("retry_delay", v, MIN0) or 0
-  job.restart = c:enum("restart", t.restart, RESTARTS,
-    job.kind == "service" and "on-failure" or "no")
+  if v ~= nil then job.retry_delay = c:number("retry_delay", v, MIN0) or 0 end
+  v = t.restart
+  if v ~= nil then
+    job.restart = c:enum("restart", v, RESTARTS, job.kind == "service" and "on-failure" or "no")
+  end
   v = t.backoff
-  job.backoff = v == nil and SHARED_BACKOFF or F.numbers(c, "backoff", v, BACKOFF)
-  if job.backoff.max < job.backoff.min then
-    c:fail("backoff", "key 'backoff.max' (%s) is less than 'backoff.min' (%s)",
-      job.backoff.max, job.backoff.min)
+  if v ~= nil then
+    local b = F.numbers(c, "backoff", v, BACKOFF)
+    job.backoff = b
+    if b.max < b.min then
+      c:fail("backoff", "key 'backoff.max' (%s) is less than 'backoff.min' (%s)", b.max, b.min)
+    end
   end
   v = t.max_restarts
-  job.max_restarts = v == nil and SHARED_MAX_RESTARTS
-    or F.numbers(c, "max_restarts", v, MAX_RESTARTS)
+  if v ~= nil then job.max_restarts = F.numbers(c, "max_restarts", v, MAX_RESTARTS) end
   v = t.ready
   if v ~= nil then job.ready = F.ready(c, v, ctx.dir) end
   v = t.ready_timeout
@@ -167,7 +172,7 @@ end
 -- instances .. slurm: who runs the job, how many, within which bounds, where.
 local function check_placement(c, t, job, settings)
   local v = t.instances
-  job.instances = v == nil and 1 or c:number("instances", v, INT_MIN1) or 1
+  if v ~= nil then job.instances = c:number("instances", v, INT_MIN1) or 1 end
   v = t.user
   if v ~= nil then job.user = F.id(c, "user", v) end
   v = t.group
@@ -176,12 +181,41 @@ local function check_placement(c, t, job, settings)
   if v ~= nil then job.umask = F.umask(c, v) end
   v = t.limits
   if v ~= nil then job.limits = F.limits(c, v) end
-  v = t.executor
   -- nil unless the job says: the run's executor (settings, or --executor) decides then
-  job.executor = v ~= nil and c:enum("executor", v, EXECUTORS) or nil
+  v = t.executor
+  if v ~= nil then job.executor = c:enum("executor", v, EXECUTORS) end
   v = t.slurm
-  job.slurm = settings.slurm
   if v ~= nil then job.slurm = merged(settings.slurm, F.slurm(c, "slurm", v)) end
+end
+
+-- What a job that leaves a key out has, shared by the jobs of one file and kind
+-- through their metatable: a 100 000-job file holds one copy, not 100 000 (a job's
+-- own table then has ~6 fields: 8 hash slots instead of 32). pairs(job) lists them
+-- too, as if they were the job's own.
+local EMPTY_NEEDS = setmetatable({}, { __newindex = function()
+  error("a job's default needs list is shared: give the job a list of its own", 2)
+end })
+
+local function job_pairs(job)
+  local all = {}
+  for k, v in next, getmetatable(job).__index do all[k] = v end
+  for k, v in next, job do all[k] = v end
+  return next, all, nil
+end
+
+local function defaults(ctx, kind)
+  local key = kind == "service" and "service_mt" or "job_mt"
+  local mt = ctx[key]
+  if not mt then
+    mt = { __pairs = job_pairs, __index = {
+      needs = EMPTY_NEEDS, success_codes = SHARED_CODES, dir = ctx.dir, env = SHARED_ENV,
+      stdin = "null", stdout = "prefix", stderr = "prefix", kill_signal = "TERM",
+      retries = 0, retry_delay = 0, restart = kind == "service" and "on-failure" or "no",
+      backoff = SHARED_BACKOFF, max_restarts = SHARED_MAX_RESTARTS, instances = 1,
+      slurm = ctx.settings.slurm } }
+    ctx[key] = mt
+  end
+  return mt
 end
 
 -- Validate one raw definition into a job (still without resolved needs).
@@ -194,12 +228,9 @@ function M.job(entry, ctx)
   end
   local kind = entry.kind
   if c:bool("service", t.service) ~= nil then kind = t.service and "service" or "job" end
-  -- Every field the checks set, named here so the table is made at its final size
-  -- (one allocation, not a rehash at 1, 2, 4, 8 and 16 fields).
-  local job = { name = entry.name, kind = kind, where = entry.where, argv = nil, cmd = nil,
-    needs = nil, success_codes = nil, dir = nil, env = nil, stdin = nil, stdout = nil,
-    stderr = nil, kill_signal = nil, retries = nil, retry_delay = nil, restart = nil,
-    backoff = nil, max_restarts = nil, instances = nil, executor = nil, slurm = nil }
+  -- The fields most jobs have, named so the table is made at its size (8 slots).
+  local job = setmetatable({ name = entry.name, kind = kind, where = entry.where,
+    argv = nil, cmd = nil, needs = nil }, defaults(ctx, kind))
   check_command(c, t, job)
   check_process(c, t, job, ctx.dir)
   check_lifecycle(c, t, job, ctx)
