@@ -230,6 +230,25 @@ describe("lprocess.loop", function()
       assert.is_nil(loop.fds[r])
     end)
 
+    it("unwatch(fd, true) before close: the number, reused at once, is watched afresh", function()
+      local loop <close> = new_loop()
+      local r, w = assert(core.pipe())
+      loop:watch(r, "r", function() error("the closed pipe's callback ran") end)
+      loop:unwatch(r, true)
+      core.close(r)
+      core.close(w)
+      -- the kernel dropped the closed descriptor from the epoll set: the same number,
+      -- now another pipe, is added (no EEXIST) and reports its own data only
+      local r2, w2 = assert(core.pipe())
+      finally(function() core.close(r2); core.close(w2) end)
+      assert.equal(r, r2)
+      local got = {}
+      assert(loop:watch(r2, "r", function(fd) got[#got + 1] = core.read(fd) end))
+      core.write(w2, "y")
+      loop:run(function() return #got > 0 end)
+      assert.same({ "y" }, got)
+    end)
+
     it("watch on an fd already watched changes its events and callback", function()
       local loop <close> = new_loop()
       local r, w = assert(core.pipe())

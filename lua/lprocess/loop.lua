@@ -76,7 +76,8 @@ function M.new()
   if not ep then return nil, err, errno end
   local self = setmetatable({
     ep = ep,
-    fds = {},          -- fd -> { fn =, events = }
+    fds = {},          -- fd -> fn(fd, events)
+    fd_events = {},    -- fd -> the events it is watched for
     children = {},     -- pid -> fn(status)
     unclaimed = {},    -- pid -> status reaped before anyone asked
     signals = {},      -- signo -> fn(signo)
@@ -119,27 +120,30 @@ function Loop:_rewatch_signals()
 end
 
 --- watch(fd, events, fn) -> true | nil, msg, errno (epoll refused the descriptor)
+-- fds[fd] = fn, fd_events[fd] = events: no table per descriptor watched.
 function Loop:watch(fd, events, fn)
-  local w = self.fds[fd]
-  if w then
-    if w.events ~= events then
+  if self.fds[fd] then
+    if self.fd_events[fd] ~= events then
       local ok, err, errno = self.ep:mod(fd, events)
       if not ok then return nil, err, errno end
-      w.events = events
+      self.fd_events[fd] = events
     end
-    w.fn = fn
+    self.fds[fd] = fn
     return true
   end
   local ok, err, errno = self.ep:add(fd, events)
   if not ok then return nil, err, errno end
-  self.fds[fd] = { fn = fn, events = events }
+  self.fds[fd], self.fd_events[fd] = fn, events
   return true
 end
 
-function Loop:unwatch(fd)
+--- unwatch(fd [, closing]): closing = true when the caller closes fd next and no
+--- other descriptor shares its open file: the kernel then drops it from the epoll
+--- set by itself, and the EPOLL_CTL_DEL is skipped.
+function Loop:unwatch(fd, closing)
   if self.fds[fd] then
-    self.fds[fd] = nil
-    self.ep:del(fd)
+    self.fds[fd], self.fd_events[fd] = nil, nil
+    if not closing then self.ep:del(fd) end
   end
 end
 
@@ -253,8 +257,8 @@ function Loop:step(max_wait)
     if fd == sigfd then
       self:_signals()
     else
-      local w = self.fds[fd]
-      if w then w.fn(fd, ev) end
+      local fn = self.fds[fd]
+      if fn then fn(fd, ev) end
     end
   end
   self:_timers()
@@ -284,7 +288,7 @@ end
 
 function Loop:close()
   for fd in pairs(self.fds) do self.ep:del(fd) end
-  self.fds = {}
+  self.fds, self.fd_events = {}, {}
   if self.sigwatch then self.sigwatch:close() end
   self.ep:close()
 end

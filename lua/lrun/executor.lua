@@ -163,7 +163,7 @@ end
 
 function Executor:_close_pipe(h, fd)
   local stream = h.pipes[fd]
-  self.loop:unwatch(fd)
+  self.loop:unwatch(fd, true)   -- our read end alone: close takes it off the epoll set
   core.close(fd)
   self.pipe_owner[fd] = nil
   h.pipes[fd] = nil
