@@ -139,8 +139,22 @@ end
 -- restarts is no longer ready): the count goes back up.
 
 -- The edges of the graph, again once jobs have joined it (lrun ctl add, add_job{}).
+-- live_edges: those of them a start or a readiness can change (conditions started
+-- and ready); most graphs have none, and a start then looks at nothing.
 function Scheduler:_index_needs()
   self.edges = units.need_edges(self.spec, self.by_job)
+  local live = {}
+  for name, list in pairs(self.edges) do
+    for i = 1, #list, 2 do
+      local cond = list[i].needs[list[i + 1]].cond
+      if cond == "started" or cond == "ready" then
+        local l = live[name]
+        if not l then l = {}; live[name] = l end
+        l[#l + 1], l[#l + 2] = list[i], list[i + 1]
+      end
+    end
+  end
+  self.live_edges = live
 end
 
 function Scheduler:_skip_never(u, need)
@@ -182,7 +196,7 @@ local NONE = {}
 -- Something about `job` changed: look again at the needs that name it (with `only`,
 -- those whose condition is in that set).
 function Scheduler:_changed(job, only)
-  local edges = self.edges[job.name]
+  local edges = (only and self.live_edges or self.edges)[job.name]
   if edges then
     local mine = self.by_job[job.name]
     local by_job, need_state = self.by_job, units.need_state
@@ -360,12 +374,13 @@ function Scheduler:_start(u)
       self.ex:stop(h, job.kill_signal, self:_grace(job))
     end)
   else
-    self:_ready(u)
+    self:_ready(u, true)
   end
   self:_changed(job, ON_START)
 end
 
-function Scheduler:_ready(u)
+-- held: the caller looks at the needs itself (a start without a probe is its ready).
+function Scheduler:_ready(u, held)
   if not LIVE[u.state] or u.is_ready then return end
   u.is_ready = true
   u.ready_at = core.now()
@@ -374,7 +389,7 @@ function Scheduler:_ready(u)
     if self.verbose or u.service then self:_say(string.format("job %s: ready", u.name)) end
     self:_emit("ready", u, { after = u.ready_at - u.started })
   end
-  self:_changed(u.job, ON_READY)
+  if not held then self:_changed(u.job, ON_READY) end
 end
 
 function Scheduler:_finish(u, result, reason)
