@@ -6,7 +6,8 @@
 --   local c = checker.new(raw.errors, "settings", "jobs.lua:3", key_where)
 --   local c = checker.job(raw.errors, "job", "x", "jobs.lua:3", key_where) -- 'job "x"'
 
---   c:unknown_keys(t, known_set, known_list)        -- "unknown key 'tmeout' (did you mean ...)"
+--   c:unknown_keys(t, known_set, known_list)  -- "unknown key 'tmeout' (did you mean ...)"
+--                                             -- -> number of known keys, has integer keys
 --   local n = c:number("timeout", t.timeout, { above = 0 })   -- nil when absent or bad
 --   c:bool(k, v, default)  c:enum(k, v, choices, default)  c:path(k, v, base, words)
 --   c:command(k, v, allow_string)  c:string(k, v)  c:fail(k, fmt, ...)  c.failed
@@ -51,16 +52,21 @@ function Checker:fail(key, fmt, ...)
 end
 
 -- `within` names the table for nested keys ("backoff"); `allow_ints` lets the array
--- part through (a job's argv).
+-- part through (a job's argv). Returns how many known keys t has, and whether it has
+-- integer keys (with allow_ints).
 function Checker:unknown_keys(t, known_set, known, within, allow_ints)
-  local bad
+  local bad, n, ints = nil, 0, false
   for k in next, t do
-    if known_set[k] ~= true and not (allow_ints and math.type(k) == "integer") then
+    if known_set[k] == true then
+      n = n + 1
+    elseif allow_ints and math.type(k) == "integer" then
+      ints = true
+    else
       bad = bad or {}
       bad[#bad + 1] = k
     end
   end
-  if not bad then return end
+  if not bad then return n, ints end
   table.sort(bad, D.by_text)
   for _, k in ipairs(bad) do
     if type(k) ~= "string" then
@@ -71,6 +77,7 @@ function Checker:unknown_keys(t, known_set, known, within, allow_ints)
       self:fail(k, "unknown key %s%s", tick(k), suggest(k, known))
     end
   end
+  return n, ints
 end
 
 function Checker:typed(key, v, want, t1, t2)
@@ -171,8 +178,9 @@ function Checker:list(key, v)
   return n
 end
 
--- An argv list (strings; numbers are turned into strings) or a shell string.
-function Checker:command(key, v, allow_string)
+-- An argv list (strings; numbers are turned into strings) or a shell string. `own`:
+-- v is a table the caller made (not the file's): it is checked and returned as it is.
+function Checker:command(key, v, allow_string, own)
   if allow_string and type(v) == "string" then
     if not v:find("%S") then
       self:fail(key, "empty command")
@@ -187,7 +195,7 @@ function Checker:command(key, v, allow_string)
   end
   local n = self:list(key, v)
   if not n then return nil end
-  local argv = {}
+  local argv = own and v or {}
   for i = 1, n do
     local w = v[i]
     if type(w) == "number" then w = tostring(w) end

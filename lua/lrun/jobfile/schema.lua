@@ -74,7 +74,7 @@ local function check_command(c, t, job)
   if array and t.cmd ~= nil then
     c:fail("cmd", "give an argv list or cmd, not both")
   elseif array then
-    job.argv = c:command("argv", array)
+    job.argv = c:command("argv", array, false, true)
   elseif t.cmd ~= nil then
     local cmd = c:command("cmd", t.cmd, true)
     if type(cmd) == "table" then job.argv = cmd else job.cmd = cmd end
@@ -222,7 +222,7 @@ end
 function M.job(entry, ctx)
   local t = entry.t
   local c = checker.job(ctx.errors, entry.kind, entry.name, entry.where, entry.key_where)
-  c:unknown_keys(t, JOB_SET, JOB_KEYS, nil, true)
+  local known = c:unknown_keys(t, JOB_SET, JOB_KEYS, nil, true)
   if t.name ~= nil and t.name ~= entry.name then
     c:fail("name", "key 'name' is %s but the job is named %s", show(t.name), show(entry.name))
   end
@@ -232,6 +232,15 @@ function M.job(entry, ctx)
   local job = setmetatable({ name = entry.name, kind = kind, where = entry.where,
     argv = nil, cmd = nil, needs = nil }, defaults(ctx, kind))
   check_command(c, t, job)
+  -- The usual job sets nothing but its command and needs: the other checks would
+  -- only find every key absent (a key plan of one count, ~50 lines a job fewer). Not
+  -- for a table with a metatable: its __index may give keys next() does not list.
+  local others = known - (t.needs ~= nil and 1 or 0) - (t.name ~= nil and 1 or 0)
+    - (t.cmd ~= nil and 1 or 0)
+  if others == 0 and debug.getmetatable(t) == nil then
+    if t.needs ~= nil then job.needs = F.needs(c, t.needs) end
+    return job
+  end
   check_process(c, t, job, ctx.dir)
   check_lifecycle(c, t, job, ctx)
   check_placement(c, t, job, ctx.settings)
