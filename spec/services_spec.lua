@@ -41,6 +41,17 @@ describe("services", function()
   before_each(function() T = H.tmpdir() end)
   after_each(function() H.rm_rf(T) end)
 
+  it("count crashes after an earlier ready run as a crash loop (no stale readiness)", function()
+    local r = lrun({ "--events", T .. "/ev", FIX .. "svc_stale_ready.lua" }, { T = T }, 60)
+    assert.are.equal(1, r.code, r.stderr)
+    assert.truthy(r.stderr:find("job flaky: gave up:", 1, true), r.stderr)
+    local starts = 0
+    for _, ev in ipairs(events(T .. "/ev")) do
+      if ev.event == "start" and ev.job == "flaky" then starts = starts + 1 end
+    end
+    assert.are.equal(4, starts)   -- the ready run, then max_restarts.count restarts
+  end)
+
   it("back off between restarts of a crash loop and give up at the start limit", function()
     local r = lrun({ "--events", T .. "/ev", FIX .. "svc_crash.lua" })
     assert.are.equal(1, r.code)

@@ -31,9 +31,8 @@ function M.build(spec, order)
         name = job.instances > 1 and (name .. "." .. i) or name,
         job = job, instance = i, state = "waiting", attempt = 0, restarts = 0,
         service = job.kind == "service",
-        met = nil, unmet = nil, is_ready = nil, started = nil, started_wall = nil,
-        timed_out = nil, stopping = nil, handle = nil, pid = nil, ever_started = nil, hooks = nil,
-        status = nil, ended = nil, runtime = nil, bytes = nil, reason = nil,
+        met = nil, unmet = nil, started = nil, ready_at = nil, handle = nil, pid = nil,
+        status = nil, runtime = nil, bytes = nil,
       }
       mine[#mine + 1] = u
       list[#list + 1] = u
@@ -51,9 +50,9 @@ local function meets(v, cond)
   elseif cond == "done" then
     return ENDED[s], false
   elseif cond == "started" then
-    return v.ever_started, s == "skipped"
+    return v.pid ~= nil, s == "skipped"
   elseif cond == "ready" then
-    local met = v.is_ready or (not v.service and s == "ok")
+    local met = v.ready_at ~= nil or (not v.service and s == "ok")
     return met, ENDED[s] and not met
   elseif cond == "failure" then
     return FAILED[s], s == "ok" or s == "skipped" or s == "stopped"

@@ -31,9 +31,10 @@ function Scheduler:_event(u, st, spawn_err)
     status = st or { how = "error", error = spawn_err },
     error = spawn_err,
     success = policy.success(job, st, u.stopping) and not u.timed_out,
-    stopping = u.stopping, timed_out = u.timed_out, kind = job.kind, attempt = u.attempt,
+    stopping = u.stopping or false, timed_out = u.timed_out or false, kind = job.kind,
+    attempt = u.attempt,
     retries = job.retries, restarts = u.restarts, runtime = u.runtime,
-    since_ready = u.ready_at and (u.ended - u.ready_at) or nil,
+    since_ready = u.ready_at and (self.ended_at - u.ready_at) or nil,
     restart = job.restart,
   }
 end
@@ -50,8 +51,10 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   local prev = u.status and u.status.rusage
   if prev then u.maxrss = math.max(u.maxrss or 0, prev.maxrss) end
   u.status, u.spawn_error = st, spawn_err
-  u.ended = core.now()
-  u.runtime = h and h.elapsed or (u.ended - (u.started or u.ended))
+  -- when the last unit ended (the event's since_ready): not kept per unit
+  local ended = core.now()
+  self.ended_at = ended
+  u.runtime = h and h.elapsed or (ended - (u.started or ended))
   u.bytes = h and h.bytes or 0
   if self:_heard("exit", u) then
     self:_emit("exit", u, {
@@ -130,7 +133,7 @@ function Scheduler:_again(u, delay, ev)
     u.service and "restart" or "retry",
     u.service and ("restart " .. u.restarts) or ("attempt " .. (u.attempt + 1)), delay))
   self:_emit("restart", u, { delay = delay })
-  u.is_ready = false
+  u.ready_at = nil
   self:_changed(u.job, ON_AGAIN)
   u.again = self.loop:timer(delay, function()
     u.again = nil
@@ -152,7 +155,8 @@ function Scheduler:_joblog(u)
   local st = u.status
   self.joblog:write {
     -- Host names the unit: --resume reads rows back by it
-    seq = self.seq, host = u.name, start = u.started_wall, runtime = u.runtime or 0,
+    seq = self.seq, host = u.name, start = u.started and u.started + self.wall_offset,
+    runtime = u.runtime or 0,
     receive = u.bytes or 0,
     exitval = st and st.how == "exit" and st.code or (st and 0 or 127),
     signal = st and st.how == "signal" and st.signal or 0,

@@ -68,7 +68,11 @@ function M.new(spec, selected, opts)
     shutting = nil,      -- nil | { signal = N or nil, sig = "TERM" }
     batch = 0,           -- job units not yet ended
     seq = 0,
+    -- wall clock = monotonic + this (the joblog's start column): no wall time per unit
+    wall_offset = core.realtime() - core.now(),
   }, Scheduler)
+  -- The executor's hooks, one table for every start: the unit is the handle's.
+  self.hooks = { spawn_opts = nil, exit = function(st, h) self:_exited(h.unit, st, h) end }
   self.order = assert(graph.order(spec, selected))
   self.units, self.by_job = units.build(spec, self.order)
   self.dependents = graph.dependents(spec)
@@ -319,10 +323,10 @@ function Scheduler:_start(u)
   local job = u.job
   u.attempt = u.attempt + 1
   u.state = "running"
-  u.is_ready = false
+  -- A unit is ready from ready_at on; not from an earlier run's (nil: not yet).
+  u.ready_at = nil
   u.started = core.now()
-  u.started_wall = core.realtime()
-  u.timed_out, u.stopping = false, false
+  u.timed_out, u.stopping = nil, nil
   if not u.service then self.running_jobs = self.running_jobs + 1 end
   local probe, err, errno
   if job.ready then
@@ -332,12 +336,7 @@ function Scheduler:_start(u)
       return self:_exited(u, nil, nil, err)
     end
   end
-  -- One hooks table per unit, made at its first start.
-  local hooks = u.hooks
-  if not hooks then
-    hooks = { spawn_opts = nil, exit = function(st, handle) self:_exited(u, st, handle) end }
-    u.hooks = hooks
-  end
+  local hooks = self.hooks
   hooks.spawn_opts = probe and probe.opts or nil
   local h
   h, err, errno = self.ex:start(u, hooks)
@@ -352,8 +351,7 @@ function Scheduler:_start(u)
     return self:_exited(u, nil, nil, err)
   end
   u.spawn_trouble, u.spawn_said, u.spawn_tries = nil, nil, nil
-  u.handle, u.pid = h, h.pid
-  u.ever_started = true
+  u.handle, u.pid = h, h.pid   -- a pid: the unit has started (the "started" need)
   if self.verbose then self:_say(string.format("job %s: started (pid %d)", u.name, h.pid)) end
   if self:_heard("start", u) then self:_emit("start", u, { pid = h.pid }) end
   if job.timeout then
@@ -381,8 +379,7 @@ end
 
 -- held: the caller looks at the needs itself (a start without a probe is its ready).
 function Scheduler:_ready(u, held)
-  if not LIVE[u.state] or u.is_ready then return end
-  u.is_ready = true
+  if not LIVE[u.state] or u.ready_at then return end
   u.ready_at = core.now()
   if u.service then u.state = "ready" end
   if u.job.ready then
