@@ -21,7 +21,9 @@
 -- order of the document. Key names near a known one (edit distance <= 2, a swap of
 -- neighbours counting 1) get "did you mean".
 --
--- The validated spec (every default filled in, every path absolute):
+-- The validated spec (every default filled in, every path absolute; a job holds the
+-- keys it set, and reads its defaults through a metatable shared by the file's jobs
+-- of one kind -- pairs(job) lists them too):
 --
 --   spec = { file = abs path, dir = abs dir of the file, format = "lua"|"yaml",
 --     settings = { jobs = int|nil, keep_going = bool, exit_on_failure = bool,
