@@ -185,8 +185,8 @@ function Scheduler:_evaluate(u)
   for k, need in ipairs(needs) do
     local st = units.need_state(self.by_job[need.name], need.cond)
     if st == "never" then return self:_skip_never(u, need) end
-    set_met(u, k, st == "met")
-    if st ~= "met" then unmet = unmet + 1 end
+    -- met starts empty: only a met need sets its bit
+    if st == "met" then set_met(u, k, true) else unmet = unmet + 1 end
   end
   u.unmet = unmet
   if unmet == 0 then self:_enqueue(u) end
