@@ -5,8 +5,13 @@
 --
 --   lua5.4 bench/profile.lua [-p PERIOD] [-n TOP] SCRIPT [ARG...]
 -- SCRIPT runs with arg[0] = SCRIPT and its arguments, as if started directly; its
--- os.exit is intercepted to print the profile first. Instructions spent in C
--- functions (lprocess.core, the string library) count towards the Lua caller.
+-- os.exit is intercepted to print the profile first. It counts VM instructions, not
+-- time: what C functions do (syscalls, allocating tables and strings, the collector)
+-- is not seen, so a loop of cheap instructions run once (units.need_edges: 11 % of
+-- the samples of a graph-10k run, 14 ms of its 2 s) can outrank code whose time is
+-- spent in C. For time, use callgrind on a statically linked lrun (bench/ANALYSIS.md);
+-- for where the VM's work goes per job, a line hook. Coroutines made by the program
+-- (the job-file sandbox's) are not sampled.
 local period, top = 1000, 25
 local i = 1
 while arg[i] and arg[i]:sub(1, 1) == "-" do
