@@ -43,6 +43,7 @@ build = {
     ["lrun.app"] = "lua/lrun/app.lua",
     ["lrun.scheduler"] = "lua/lrun/scheduler/init.lua",
     ["lrun.scheduler.exits"] = "lua/lrun/scheduler/exits.lua",
+    ["lrun.scheduler.needs"] = "lua/lrun/scheduler/needs.lua",
     ["lrun.scheduler.stopping"] = "lua/lrun/scheduler/stopping.lua",
     ["lrun.units"] = "lua/lrun/units.lua",
     ["lrun.policy"] = "lua/lrun/policy.lua",

@@ -17,7 +17,7 @@
 --   its default disposition, whatever the Lua host blocked, ignored or handled (a
 --   host that ignores SIGPIPE does not hand that on). `sigmask` and `sigignore` give
 --   it a mask and an ignored set instead; core.sigstate() tells what the calling
---   process has now, for a runner that passes on what it was given (lrun does).
+--   process has now, for a runner that passes on to its children what it was given.
 local core = require "lprocess.core"
 local status = require "lprocess.status"
 local stop = require "lprocess.stop"

@@ -213,16 +213,18 @@ end
 
 --- quick(job, success, stopping, attempt) -> action | nil
 -- The built-in `restart = "no"` on a plain job (no on_exit, no policy, not replaced):
--- what decide would answer, without the event table. nil: ask decide.
+-- decide's answer, asked of the built-in with a reused event of the four fields it
+-- reads instead of the whole event table. nil: ask decide (a retry, or another policy).
 local QUICK = { done = { action = "done" }, fail = { action = "fail" } }
+local quick_ev = { success = false, stopping = false, attempt = 0, retries = 0 }
 function M.quick(job, success, stopping, attempt)
   if job.on_exit or job.policy or job.kind == "service" or job.restart ~= "no"
       or M.builtin["no"] ~= BUILTIN["no"] then
     return nil
   end
-  if success then return QUICK.done end
-  if not stopping and attempt <= (job.retries or 0) then return nil end   -- a retry
-  return QUICK.fail
+  quick_ev.success, quick_ev.stopping = success, stopping or false
+  quick_ev.attempt, quick_ev.retries = attempt, job.retries
+  return QUICK[BUILTIN["no"](quick_ev)]
 end
 
 ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 --   local c = checker.job(raw.errors, "job", "x", "jobs.lua:3", key_where) -- 'job "x"'
 
 --   c:unknown_keys(t, known_set, known_list)  -- "unknown key 'tmeout' (did you mean ...)"
---                                             -- -> number of known keys, has integer keys
+--                                             -- -> number of known keys t has
 --   local n = c:number("timeout", t.timeout, { above = 0 })   -- nil when absent or bad
 --   c:bool(k, v, default)  c:enum(k, v, choices, default)  c:path(k, v, base, words)
 --   c:command(k, v, allow_string)  c:string(k, v)  c:fail(k, fmt, ...)  c.failed
@@ -52,21 +52,18 @@ function Checker:fail(key, fmt, ...)
 end
 
 -- `within` names the table for nested keys ("backoff"); `allow_ints` lets the array
--- part through (a job's argv). Returns how many known keys t has, and whether it has
--- integer keys (with allow_ints).
+-- part through (a job's argv). Returns how many known keys t has.
 function Checker:unknown_keys(t, known_set, known, within, allow_ints)
-  local bad, n, ints = nil, 0, false
+  local bad, n = nil, 0
   for k in next, t do
     if known_set[k] == true then
       n = n + 1
-    elseif allow_ints and math.type(k) == "integer" then
-      ints = true
-    else
+    elseif not (allow_ints and math.type(k) == "integer") then
       bad = bad or {}
       bad[#bad + 1] = k
     end
   end
-  if not bad then return n, ints end
+  if not bad then return n end
   table.sort(bad, D.by_text)
   for _, k in ipairs(bad) do
     if type(k) ~= "string" then
@@ -77,7 +74,7 @@ function Checker:unknown_keys(t, known_set, known, within, allow_ints)
       self:fail(k, "unknown key %s%s", tick(k), suggest(k, known))
     end
   end
-  return n, ints
+  return n
 end
 
 function Checker:typed(key, v, want, t1, t2)

@@ -7,12 +7,10 @@
 local core = require "lprocess.core"
 local status = require "lprocess.status"
 local policy = require "lrun.policy"
+local needs = require "lrun.scheduler.needs"
 
 local M = {}
 local Scheduler = {}
-
--- What a unit going back to wait for its next run can change: it is no longer ready.
-local ON_AGAIN = { ready = true }
 
 -- The wording of a unit's last end: lprocess.status's, or the spawn's error.
 local function describe(u)
@@ -22,23 +20,25 @@ local function describe(u)
 end
 M.describe = describe
 
--- What the unit's end tells the policy.
-function Scheduler:_event(u, st, spawn_err)
+-- What the unit's end tells the policy; ended: when _record_exit saw it, success:
+-- policy.success's answer (less a timeout).
+local function event(u, st, spawn_err, ended, success)
   local job = u.job
   return {
     job = job.name, name = u.name, instance = u.instance, pid = u.pid,
     -- a spawn that failed still gives policies a status to look at
     status = st or { how = "error", error = spawn_err },
     error = spawn_err,
-    success = policy.success(job, st, u.stopping) and not u.timed_out,
+    success = success,
     stopping = u.stopping or false, timed_out = u.timed_out or false, kind = job.kind,
     attempt = u.attempt,
     retries = job.retries, restarts = u.restarts, runtime = u.runtime,
-    since_ready = u.ready_at and (self.ended_at - u.ready_at) or nil,
+    since_ready = u.ready_at and (ended - u.ready_at) or nil,
     restart = job.restart,
   }
 end
 
+-- -> when the unit ended (core.now)
 function Scheduler:_record_exit(u, st, h, spawn_err)
   if u.timer then u.timer:cancel(); u.timer = nil end
   if u.probe then u.probe:cancel(); u.probe = nil end
@@ -51,21 +51,20 @@ function Scheduler:_record_exit(u, st, h, spawn_err)
   local prev = u.status and u.status.rusage
   if prev then u.maxrss = math.max(u.maxrss or 0, prev.maxrss) end
   u.status, u.spawn_error = st, spawn_err
-  -- when the last unit ended (the event's since_ready): not kept per unit
   local ended = core.now()
-  self.ended_at = ended
   u.runtime = h and h.elapsed or (ended - (u.started or ended))
   u.bytes = h and h.bytes or 0
   if self:_heard("exit", u) then
-    self:_emit("exit", u, {
+    self:_send("exit", u, {
       pid = u.pid, how = st and st.how or "error", code = st and st.code,
       signal = st and st.signame, runtime = u.runtime, error = spawn_err,
     })
   end
+  return ended
 end
 
 function Scheduler:_exited(u, st, h, spawn_err)
-  self:_record_exit(u, st, h, spawn_err)
+  local ended = self:_record_exit(u, st, h, spawn_err)
   spawn_err = u.spawn_error   -- the executor may have given a reason (Slurm's NODE_FAIL...)
   if self.shutting or u.stopping and not u.timed_out and not u.unready then
     return self:_finish(u, "stopped")
@@ -75,7 +74,7 @@ function Scheduler:_exited(u, st, h, spawn_err)
   local decision = policy.quick(u.job, success, u.stopping, u.attempt)
   local ev
   if not decision then
-    ev = self:_event(u, st, spawn_err)
+    ev = event(u, st, spawn_err, ended, success)
     local user_fn = self:_user_policy(u.job)
     -- only a user's policy reads the output tail; the built-ins never do
     if user_fn then ev.last_lines = self.out:tail(u.name, 10) end
@@ -134,7 +133,7 @@ function Scheduler:_again(u, delay, ev)
     u.service and ("restart " .. u.restarts) or ("attempt " .. (u.attempt + 1)), delay))
   self:_emit("restart", u, { delay = delay })
   u.ready_at = nil
-  self:_changed(u.job, ON_AGAIN)
+  self:_changed(u.job, needs.ON_READY)   -- it is no longer ready
   u.again = self.loop:timer(delay, function()
     u.again = nil
     if self.shutting or (self.halted and not u.service) then

@@ -26,6 +26,7 @@ local policy = require "lrun.policy"
 local ready = require "lrun.ready"
 local units = require "lrun.units"
 local exits = require "lrun.scheduler.exits"
+local needs = require "lrun.scheduler.needs"
 local stopping = require "lrun.scheduler.stopping"
 local ops = require "lrun.scheduler.ops"
 
@@ -33,13 +34,14 @@ local M = {}
 local Scheduler = {}
 Scheduler.__index = Scheduler
 exits.install(Scheduler)
+needs.install(Scheduler)
 stopping.install(Scheduler)
 local describe = exits.describe
 M.describe = describe
 ops.install(Scheduler, describe)
 
 local FAILED, LIVE = units.FAILED, units.LIVE
-local is_met, set_met = units.is_met, units.set_met
+local ON_START, ON_READY = needs.ON_START, needs.ON_READY
 
 M.SPAWN_PATIENCE = 10                  -- seconds a transient spawn failure is retried
 local TRANSIENT = { [core.errno.EAGAIN] = true, [core.errno.ENOMEM] = true }
@@ -106,13 +108,17 @@ function Scheduler:_heard(kind, u)
   return true
 end
 
-function Scheduler:_emit(kind, u, fields)
-  if not self:_heard(kind, u) then return end
+-- An event to the bus, unasked (the caller has asked _heard: its fields cost a table).
+function Scheduler:_send(kind, u, fields)
   fields = fields or {}
   fields.job = u.name
   fields.instance = u.instance
   fields.attempt = u.attempt
   self.events:emit(kind, fields)
+end
+
+function Scheduler:_emit(kind, u, fields)
+  if self:_heard(kind, u) then self:_send(kind, u, fields) end
 end
 
 function Scheduler:_grace(job)
@@ -129,108 +135,6 @@ end
 
 function Scheduler:orphan_reaped()
   self.ex:check_groups()
-end
-
----------------------------------------------------------------------------------------
--- needs
-
--- A unit's needs are counted, not re-read: `u.unmet` is how many of its needs are not
--- met now, `u.met` which are (a bit set, or a table past 62 needs: no table per unit
--- in the usual case). A change of job J looks again only at the
--- needs naming J (self.edges[J.name]: { dependent job, need index } pairs), so a
--- state change costs O(its out-edges), not O(every need of every dependent) (make
--- and ninja keep the same count). A met need may be unmet again (a service that
--- restarts is no longer ready): the count goes back up.
-
--- The edges of the graph, again once jobs have joined it (lrun ctl add, add_job{}).
--- live_edges: those of them a start or a readiness can change (conditions started
--- and ready); most graphs have none, and a start then looks at nothing.
-function Scheduler:_index_needs()
-  self.edges = units.need_edges(self.spec, self.by_job)
-  local live = {}
-  for name, list in pairs(self.edges) do
-    for i = 1, #list, 2 do
-      local cond = list[i].needs[list[i + 1]].cond
-      if cond == "started" or cond == "ready" then
-        local l = live[name]
-        if not l then l = {}; live[name] = l end
-        l[#l + 1], l[#l + 2] = list[i], list[i + 1]
-      end
-    end
-  end
-  self.live_edges = live
-end
-
-function Scheduler:_skip_never(u, need)
-  -- A job that runs only on another's failure is not at fault when that other job
-  -- succeeded: its skip does not fail the run.
-  u.benign = need.cond == "failure"
-    and units.need_state(self.by_job[need.name], "success") == "met"
-  return self:_finish(u, "skipped", string.format("needs %s (%s), which can no longer be met",
-    need.name, need.cond))
-end
-
-function Scheduler:_enqueue(u)
-  u.state = "queued"
-  local q = u.service and self.svc_queue or self.queue
-  q[#q + 1] = u
-end
-
--- Every need of a waiting unit, from scratch (once, at the start of the run).
-function Scheduler:_evaluate(u)
-  if u.state ~= "waiting" then return end
-  local needs = u.job.needs
-  local unmet = 0
-  u.met = #needs > 62 and {} or 0
-  for k, need in ipairs(needs) do
-    local st = units.need_state(self.by_job[need.name], need.cond)
-    if st == "never" then return self:_skip_never(u, need) end
-    -- met starts empty: only a met need sets its bit
-    if st == "met" then set_met(u, k, true) else unmet = unmet + 1 end
-  end
-  u.unmet = unmet
-  if unmet == 0 then self:_enqueue(u) end
-end
-
--- The conditions a start, or a unit seen ready, can change (an end changes any).
-local ON_START = { started = true, ready = true }
-local ON_READY = { ready = true }
-local NONE = {}
-
--- Something about `job` changed: look again at the needs that name it (with `only`,
--- those whose condition is in that set).
-function Scheduler:_changed(job, only)
-  local edges = (only and self.live_edges or self.edges)[job.name]
-  if edges then
-    local mine = self.by_job[job.name]
-    local by_job, need_state = self.by_job, units.need_state
-    local on_success   -- need_state(mine, "success"), the usual condition, asked once
-    for i = 1, #edges, 2 do
-      local dep, k = edges[i], edges[i + 1]
-      local need = dep.needs[k]
-      local list = only and not only[need.cond] and NONE or by_job[dep.name]
-      for j = 1, #list do
-        local v = list[j]
-        if v.state == "waiting" and v.unmet then
-          local st
-          if need.cond == "success" then
-            st = on_success or need_state(mine, "success")
-            on_success = st
-          else
-            st = need_state(mine, need.cond)
-          end
-          if st == "never" then
-            self:_skip_never(v, need)
-          elseif (st == "met") ~= is_met(v, k) then
-            set_met(v, k, st == "met")
-            v.unmet = v.unmet + (st == "met" and -1 or 1)
-            if v.unmet == 0 then self:_enqueue(v) end
-          end
-        end
-      end
-    end
-  end
-  self:_fill()
 end
 
 ---------------------------------------------------------------------------------------
@@ -353,7 +257,7 @@ function Scheduler:_start(u)
   u.spawn_trouble, u.spawn_said, u.spawn_tries = nil, nil, nil
   u.handle, u.pid = h, h.pid   -- a pid: the unit has started (the "started" need)
   if self.verbose then self:_say(string.format("job %s: started (pid %d)", u.name, h.pid)) end
-  if self:_heard("start", u) then self:_emit("start", u, { pid = h.pid }) end
+  if self:_heard("start", u) then self:_send("start", u, { pid = h.pid }) end
   if job.timeout then
     -- an executor whose units queue first (Slurm) says when the unit really runs
     if h.defers_start then
