@@ -35,7 +35,8 @@ static const char BOOT[] =
   "end\n"
   "-- closed stdio (`lrun ... <&- >&- 2>&-`) becomes /dev/null before lrun opens anything\n"
   "require('lprocess').ensure_stdio()\n"
-  "return require('lrun.cli').main(arg)\n";
+  "local cli = require('lrun.cli')\n"
+  "return cli.main(arg), cli.needs_close()\n";
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -75,14 +76,20 @@ int main(int argc, char **argv) {
   } else {
     lua_pushnil(L);
   }
-  int code = 70;
-  if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+  int code = 70, close_state = 1;
+  if (lua_pcall(L, 1, 2, 1) != LUA_OK) {
     fprintf(stderr, "lrun: internal error: %s\n", lua_tostring(L, -1));
-  } else if (lua_isinteger(L, -1)) {
-    lua_Integer c = lua_tointeger(L, -1);
-    code = c >= 0 && c <= 255 ? (int)c : 70;
+  } else {
+    if (lua_isinteger(L, -2)) {
+      lua_Integer c = lua_tointeger(L, -2);
+      code = c >= 0 && c <= 255 ? (int)c : 70;
+    }
+    close_state = lua_toboolean(L, -1);
   }
   fflush(stdout);
-  lua_close(L);   /* finalizers run, as with os.exit(code, true) */
+  /* Closing frees the heap object by object (0.3 s after a 100 000-job plan); when no
+   * finalizer has an effect outside this process, exit's stdio flush and the kernel's
+   * reclaim do the same work at once. */
+  if (close_state) lua_close(L);
   return code;
 }

@@ -3,7 +3,7 @@
 --
 --   lrun [OPTIONS] [FILE] [TARGET...]
 --   local o, err = cli.parse(argv)     -- options, or a usage error
---   os.exit(cli.main(argv))            -- 0 all jobs succeeded; 1 a job failed, was
+--   os.exit(cli.main(argv), cli.needs_close())  -- 0 all jobs succeeded; 1 a job failed, was
 --                                      -- skipped or gave up; 2 usage or job-file
 --                                      -- error (nothing started); 128+N when lrun
 --                                      -- was stopped by signal N; 70 internal error
@@ -258,6 +258,15 @@ function M.main(argv)
     return 70
   end
   return code
+end
+
+--- needs_close() -> true when lrun's Lua state must be closed at exit, its finalizers
+-- run. Only a daemon's handle has one with an effect outside lrun (its pidfile goes);
+-- the rest is descriptors and memory, which the kernel takes back, and exit() flushes
+-- stdio. Closing frees the heap object by object: 0.3 s after a 100 000-job plan.
+function M.needs_close()
+  local daemon = package.loaded["lprocess.daemon"]
+  return daemon ~= nil and daemon._live ~= nil
 end
 
 return M
