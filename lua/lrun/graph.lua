@@ -249,39 +249,81 @@ local function shell_word(word)
   return "'" .. word:gsub("'", [['\'']]) .. "'"
 end
 
+-- quoted: word -> shell_word(word), shared by the lines of one plan (a generated
+-- file repeats its programs and flags in every job).
+local function argv_text(argv, quoted)
+  local n = #argv
+  local w = argv[1]
+  local q = quoted[w]
+  if not q then q = shell_word(w); quoted[w] = q end
+  if n == 1 then return q end
+  local words = { q }
+  for i = 2, n do
+    w = argv[i]
+    q = quoted[w]
+    if not q then q = shell_word(w); quoted[w] = q end
+    words[i] = q
+  end
+  return table.concat(words, " ")
+end
+
 -- A command as one line: a multi-line shell script shows its first line and "...".
-function M.command_text(job)
+function M.command_text(job, quoted)
   if job.cmd then
     local cmd = job.cmd:match("^%s*(.-)%s*$")
     local first = cmd:match("^([^\n]-)%s*\n")
     return first and first .. " ..." or cmd
   end
-  local words = {}
-  for i, w in ipairs(job.argv or {}) do words[i] = shell_word(w) end
-  return table.concat(words, " ")
+  if not job.argv or not job.argv[1] then return "" end
+  return argv_text(job.argv, quoted or {})
 end
 
 -- Past this width a command no longer pushes the notes of every other line right.
 local MAX_CMD_COLUMN = 40
 
+-- pad[k]: k spaces, for k = 0 .. width.
+local function pads(width)
+  local pad = { [0] = "" }
+  for k = 1, width do pad[k] = pad[k - 1] .. " " end
+  return pad
+end
+
+-- "needs: a, b:started" (a need waiting for its target's default condition shows
+-- the name alone); buf is reused from line to line.
+local function needs_note(by_name, jn, n, buf)
+  for k = 1, n do
+    local need = jn[k]
+    local target, name, cond = by_name[need.name], need.name, need.cond
+    if target and cond ~= (target.kind == "service" and "ready" or "success") then
+      buf[k] = name .. ":" .. cond
+    else
+      buf[k] = name
+    end
+  end
+  if n == 1 then return "needs: " .. buf[1] end
+  return "needs: " .. table.concat(buf, ", ", 1, n)
+end
+
 function M.plan(spec, selected)
   local order, err = M.order(spec, selected)
   if not order then return nil, err end
-  local by_name, default_cond = spec.by_name, M.default_cond
-  local name_w, cmd_w, cmds = 0, 0, {}
-  for i, name in ipairs(order) do
-    local cmd = M.command_text(by_name[name])
+  local by_name, count = spec.by_name, #order
+  local name_w, cmd_w, cmds, quoted = 0, 0, {}, {}
+  for i = 1, count do
+    local name = order[i]
+    local cmd = M.command_text(by_name[name], quoted)
     cmds[i] = cmd
     if #name > name_w then name_w = #name end
     if #cmd > cmd_w then cmd_w = #cmd end
   end
   cmd_w = math.min(cmd_w, MAX_CMD_COLUMN)
-  -- One format per line: the command column padded by %-Ns (a longer command is not
-  -- cut), the notes after it. A 100 000-job plan is 100 000 of these.
-  local head = "  %" .. #tostring(#order) .. "d. %-" .. name_w .. "s  "
-  local fmt, fmt_notes = head .. "%s", head .. "%-" .. cmd_w .. "s  (%s)"
-  local lines, needs, notes = {}, {}, {}
-  for i, name in ipairs(order) do
+  -- A line is one concatenation of its columns, padded from `pad` (a 100 000-job
+  -- plan is 100 000 of these; string.format's %-Ns costs a vfprintf per column).
+  local index_w = #tostring(count)
+  local pad = pads(math.max(name_w, cmd_w, index_w))
+  local lines, buf, notes = {}, {}, {}
+  for i = 1, count do
+    local name = order[i]
     local job = by_name[name]
     local nn = 0
     if job.kind == "service" then nn = nn + 1; notes[nn] = "service" end
@@ -291,26 +333,22 @@ function M.plan(spec, selected)
     local jn = job.needs
     local n = #jn
     if n > 0 then
-      for k = 1, n do
-        local need = jn[k]
-        local target = by_name[need.name]
-        if target and need.cond ~= default_cond(target) then
-          needs[k] = need.name .. ":" .. need.cond
-        else
-          needs[k] = need.name
-        end
-      end
       nn = nn + 1
-      notes[nn] = n == 1 and "needs: " .. needs[1] or "needs: " .. table.concat(needs, ", ", 1, n)
+      notes[nn] = needs_note(by_name, jn, n, buf)
     end
+    local cmd = cmds[i]
+    local head = pad[index_w - #tostring(i)]
     if nn == 0 then
-      lines[i] = fmt:format(i, name, cmds[i])
+      lines[i] = "  " .. head .. i .. ". " .. name .. pad[name_w - #name] .. "  " .. cmd
     else
-      lines[i] = fmt_notes:format(i, name, cmds[i],
-        nn == 1 and notes[1] or table.concat(notes, "; ", 1, nn))
+      local cpad = #cmd < cmd_w and pad[cmd_w - #cmd] or ""
+      lines[i] = "  " .. head .. i .. ". " .. name .. pad[name_w - #name] .. "  " .. cmd
+        .. cpad .. "  (" .. (nn == 1 and notes[1] or table.concat(notes, "; ", 1, nn)) .. ")"
     end
   end
-  return table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+  -- The empty last entry ends the text in "\n" without copying it once more.
+  if count > 0 then lines[count + 1] = "" end
+  return table.concat(lines, "\n")
 end
 
 return M
