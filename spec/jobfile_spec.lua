@@ -575,6 +575,31 @@ describe("lrun.jobfile", function()
         err_lua('job "a" "make"\n'))
       assert.matches([[^jobs%.lua:1: job name must be a string, got table]],
         err_lua('job { "make" }\n'))
+      -- every call left without its table is named, in the order of the calls
+      local _, _, errs = load_lua('job "a"\njob "b" { "true" }\nservice "c"\n')
+      assert.same({ [[jobs.lua:1: job "a" has no definition (write job "a" { ... })]],
+        [[jobs.lua:3: service "c" has no definition (write service "c" { ... })]] }, errs)
+    end)
+
+    it("a job call whose table comes later, and one called twice", function()
+      local spec = assert(load_lua('local a = job "a"\njob "b" { "true" }\na { "false" }\n'))
+      assert.same({ "b", "a" }, { spec.jobs[1].name, spec.jobs[2].name })
+      assert.equal("jobs.lua:1", spec.by_name.a.where)
+      assert.same({ "false" }, spec.by_name.a.argv)
+      assert.equal([[jobs.lua:1: job "a": duplicate name (first defined at jobs.lua:1)]],
+        err_lua('local a = job "a"\na { "true" }\na { "true" }\n'))
+    end)
+
+    it("a need named twice in a long list", function()
+      local names = {}
+      for i = 1, 12 do names[i] = ("%q"):format("n" .. i) end
+      local defs = {}
+      for i = 1, 12 do defs[i] = ('job "n%d" { "true" }'):format(i) end
+      assert.matches([[job "x": needs "n3" more than once]], err_lua(table.concat(defs, "\n") ..
+        '\njob "x" { "true", needs = { ' .. table.concat(names, ", ") .. ', "n3" } }\n'), 1, true)
+      assert.matches([[job "x": needs "n3" more than once]], err_lua(table.concat(defs, "\n") ..
+        '\njob "x" { "true", needs = { ' .. table.concat(names, ", ") .. ', n3 = "done" } }\n'),
+        1, true)
     end)
 
     it("unknown settings keys and bad settings", function()

@@ -5,6 +5,7 @@
 --   local checker = require "lrun.jobfile.checker"
 --   local c = checker.new(raw.errors, "settings", "jobs.lua:3", key_where)
 --   local c = checker.job(raw.errors, "job", "x", "jobs.lua:3", key_where) -- 'job "x"'
+--   c = checker.job(raw.errors, "job", "y", "jobs.lua:4", nil, c)  -- the same table, reset
 
 --   c:unknown_keys(t, known_set, known_list)  -- "unknown key 'tmeout' (did you mean ...)"
 --                                             -- -> number of known keys t has
@@ -30,7 +31,13 @@ function M.new(errors, subject, where, key_where)
 end
 
 -- A checker for a job: its subject ('job "x"') is worded only when an error needs it.
-function M.job(errors, kind, name, where, key_where)
+-- `reuse`: a job checker done with its job, set up for this one (no table a job).
+function M.job(errors, kind, name, where, key_where, reuse)
+  if reuse then
+    reuse.errors, reuse.kind, reuse.name, reuse.where = errors, kind, name, where
+    reuse.key_where, reuse.failed = key_where, false
+    return reuse
+  end
   return setmetatable({ errors = errors, kind = kind, name = name, where = where,
     key_where = key_where, failed = false }, Checker)
 end

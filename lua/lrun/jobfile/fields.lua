@@ -44,42 +44,53 @@ local RLIMIT_SET = {}
 for _, n in ipairs(RLIMIT_NAMES) do RLIMIT_SET[n] = true end
 table.sort(RLIMIT_NAMES)
 
+-- seen: the names met so far; nil while there are few (the list itself is looked
+-- through then: most jobs have a need or two, and a set each is garbage).
 local function add_need(c, needs, seen, name, cond)
   if type(name) ~= "string" or name == "" then
     c:fail("needs", "needs entries must be job names, got %s", show(name))
     return
   end
-  if seen[name] then
+  local again = seen and seen[name]
+  if not seen then
+    for i = 1, #needs do
+      if needs[i].name == name then again = true end
+    end
+  end
+  if again then
     c:fail("needs", "needs %s more than once", show(name))
     return
   end
-  seen[name] = true
   if cond ~= nil and (type(cond) ~= "string" or not IS_COND[cond]) then
     c:fail("needs", "need %s: unknown condition %s%s; use one of %s", show(name), show(cond),
       suggest(cond, M.CONDS), table.concat(M.CONDS, ", "))
     return
   end
+  if seen then seen[name] = true end
   needs[#needs + 1] = { name = name, cond = cond }   -- cond nil: default, set later
 end
 
 function M.needs(c, v)
-  local needs, seen = {}, {}
+  local needs = {}
   if type(v) == "string" then
-    add_need(c, needs, seen, v)
+    add_need(c, needs, nil, v)
     return needs
   end
   if type(v) ~= "table" then
     c:fail("needs", "key 'needs' must be a name or a list, got %s", type(v))
     return needs
   end
-  local n, keyed = #v, {}
+  local n, keyed = #v, nil
   if math.type(n) ~= "integer" then n = 0 end
   for k in next, v do
-    if type(k) == "string" then keyed[#keyed + 1] = k
+    if type(k) == "string" then
+      keyed = keyed or {}
+      keyed[#keyed + 1] = k
     elseif math.type(k) ~= "integer" or k < 1 or k > n then
       c:fail("needs", "key 'needs' has an unexpected key [%s]", show(k))
     end
   end
+  local seen = n + (keyed and #keyed or 0) > 8 and {} or nil
   for i = 1, n do
     local e = v[i]
     -- A one-pair table is YAML's way to write a keyed need inside a list.
@@ -93,6 +104,7 @@ function M.needs(c, v)
     -- A hole ends the list: a __len of 2^62 must not make 2^62 errors.
     if e == nil then break end
   end
+  if not keyed then return needs end
   table.sort(keyed)
   for _, k in ipairs(keyed) do add_need(c, needs, seen, k, v[k]) end
   return needs

@@ -79,11 +79,15 @@ local HERE = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$") or "\0"
 local M = {}
 
 -- Each need gets its default condition, or an error when it names no job.
-local function resolve_needs(raw, spec, kind_of)
+-- known: { name = kind } of jobs defined before (a running graph's), or nil.
+local function resolve_needs(raw, spec, known)
   local names
+  local by_name = spec.by_name
   for _, job in ipairs(spec.jobs) do
     for _, need in ipairs(job.needs) do
-      if not kind_of[need.name] then
+      local other = by_name[need.name]
+      local kind = other and other.kind or known and known[need.name]
+      if not kind then
         if not names then
           names = {}
           for i, j in ipairs(spec.jobs) do names[i] = j.name end
@@ -91,7 +95,7 @@ local function resolve_needs(raw, spec, kind_of)
         add_error(raw, "%s: %s %s: needs unknown job %s%s", job.where, job.kind,
           show(job.name), show(need.name), D.suggest(need.name, names))
       elseif need.cond == nil then
-        need.cond = kind_of[need.name] == "service" and "ready" or "success"
+        need.cond = kind == "service" and "ready" or "success"
       end
     end
   end
@@ -109,23 +113,24 @@ local function validate(raw, opts)
 
   local ctx = { errors = raw.errors, dir = raw.dir, policy_names = policy_names,
     policy_set = policy_set, settings = spec.settings }
-  local kind_of, first_at = setmetatable({}, { __index = opts and opts.known }), {}
+  -- by_name is the one table keyed by name here: at 100 000 jobs each such table is
+  -- megabytes that every lookup misses in the cache.
+  local jobs, by_name = spec.jobs, spec.by_name
   for _, entry in ipairs(raw.entries) do
     local ok, why = schema.valid_name(entry.name)
+    local first = ok and by_name[entry.name]
     if not ok then
       add_error(raw, "%s: %s %s: %s", entry.where, entry.kind, show(entry.name), why)
-    elseif first_at[entry.name] then
+    elseif first then
       add_error(raw, "%s: %s %s: duplicate name (first defined at %s)", entry.where,
-        entry.kind, show(entry.name), first_at[entry.name])
+        entry.kind, show(entry.name), first.where)
     else
-      first_at[entry.name] = entry.where
       local job = schema.job(entry, ctx)
-      kind_of[job.name] = job.kind
-      spec.jobs[#spec.jobs + 1] = job
-      spec.by_name[job.name] = job
+      jobs[#jobs + 1] = job
+      by_name[job.name] = job
     end
   end
-  resolve_needs(raw, spec, kind_of)
+  resolve_needs(raw, spec, opts and opts.known)
 
   if #raw.errors == 0 and #spec.jobs == 0 then
     raw.errors[1] = raw.base .. ": no jobs defined"

@@ -26,8 +26,24 @@ local function site(raw, chunkname)
   return line and raw.base .. ":" .. line or raw.base
 end
 
--- job "name" { ... }, job("name", { ... }); a curried call leaves a pending token
--- until its table comes.
+-- The entry of a definition; `entry` is complete once its table has come (a curried
+-- call's entry waits for it). Called twice, a curried definer defines twice.
+local function define(raw, entry, def)
+  if type(def) ~= "table" then
+    error(("%s: %s %s needs a table, got %s (write %s %s { ... })"):format(
+      entry.where, entry.kind, show(entry.name), type(def), entry.kind, show(entry.name)), 0)
+  end
+  if entry.t ~= nil then
+    entry = { name = entry.name, kind = entry.kind, t = nil, where = entry.where }
+  end
+  entry.t = def
+  raw.entries[#raw.entries + 1] = entry
+end
+
+-- job "name" { ... }, job("name", { ... }). A curried call's entry waits in
+-- pending.open until the next definition; one still without its table then goes to
+-- the pending list (the file may complete it later). One closure per curried call:
+-- a 100 000-job file makes no other garbage here.
 local function definer(raw, chunkname, pending, kind)
   return function(name, t)
     local where = site(raw, chunkname)
@@ -35,20 +51,15 @@ local function definer(raw, chunkname, pending, kind)
       error(('%s: %s name must be a string, got %s (write %s "name" { ... })'):format(
         where, kind, type(name), kind), 0)
     end
-    local function define(def)
-      if type(def) ~= "table" then
-        error(("%s: %s %s needs a table, got %s (write %s %s { ... })"):format(
-          where, kind, show(name), type(def), kind, show(name)), 0)
-      end
-      raw.entries[#raw.entries + 1] = { name = name, kind = kind, t = def, where = where }
+    local open = pending.open
+    if open and open.t == nil then pending[#pending + 1] = open end
+    local entry = { name = name, kind = kind, t = nil, where = where }
+    if t ~= nil then
+      pending.open = nil
+      return define(raw, entry, t)
     end
-    if t ~= nil then return define(t) end
-    local token = { where = where, kind = kind, name = name }
-    pending[#pending + 1] = token
-    return function(def)
-      token.done = true
-      return define(def)
-    end
+    pending.open = entry
+    return function(def) return define(raw, entry, def) end
   end
 end
 
@@ -96,8 +107,9 @@ function M.read(raw, text)
   if not chunk then return nil, D.line(err) end
   local ok, result = pcall(chunk)
   if not ok then return nil, error_message(raw, result) end
+  pending[#pending + 1] = pending.open
   for _, token in ipairs(pending) do
-    if not token.done then
+    if token.t == nil then
       raw.errors[#raw.errors + 1] = ("%s: %s %s has no definition (write %s %s { ... })"):format(
         token.where, token.kind, show(token.name), token.kind, show(token.name))
     end

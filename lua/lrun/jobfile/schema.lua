@@ -221,7 +221,9 @@ end
 -- Validate one raw definition into a job (still without resolved needs).
 function M.job(entry, ctx)
   local t = entry.t
-  local c = checker.job(ctx.errors, entry.kind, entry.name, entry.where, entry.key_where)
+  local c = checker.job(ctx.errors, entry.kind, entry.name, entry.where, entry.key_where,
+    ctx.checker)
+  ctx.checker = c
   local known = c:unknown_keys(t, JOB_SET, JOB_KEYS, nil, true)
   if t.name ~= nil and t.name ~= entry.name then
     c:fail("name", "key 'name' is %s but the job is named %s", show(t.name), show(entry.name))
