@@ -117,9 +117,12 @@ describe("lrun ctl", function()
 
   it("stop waits out the grace of a job that ignores its kill_signal, then KILLs", function()
     run(SERVICES .. [[
-service "stubborn" { cmd = "trap '' TERM; while :; do sleep 0.1; done", kill_grace = 0.5 }
+service "stubborn" { cmd = "trap '' TERM; echo trapped; while :; do sleep 0.1; done",
+  kill_grace = 0.5, ready = { log = "trapped" } }
 ]])
-    local pid = assert(C.wait_state(sock, "stubborn", LIVE)).pid
+    -- ready once its trap is set: a TERM before that would end it at once
+    local TRAPPED = { ready = true }
+    local pid = assert(C.wait_state(sock, "stubborn", TRAPPED)).pid
     local t0 = H.core.now()
     local r = C.ctl(sock, "stop", "stubborn")
     assert.equal(0, r.code, r.stderr)
@@ -130,7 +133,7 @@ service "stubborn" { cmd = "trap '' TERM; while :; do sleep 0.1; done", kill_gra
     assert.equal("killed by SIGKILL", u.last_exit)
     -- "wait": false answers at once
     assert.equal(0, C.ctl(sock, "start", "stubborn").code)
-    assert.truthy(C.wait_state(sock, "stubborn", LIVE))
+    assert.truthy(C.wait_state(sock, "stubborn", TRAPPED))
     local reply = C.req(sock, { cmd = "stop", job = "stubborn", wait = false })
     assert.is_true(reply.ok)
     assert.truthy(LIVE[C.state(sock, "stubborn").state])
