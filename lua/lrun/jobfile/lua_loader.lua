@@ -80,11 +80,11 @@ local function dsl(raw, chunkname, pending)
     end,
     policy = function(name, fn)
       local where = site(raw, chunkname)
-      local function define(f)
+      local function define_policy(f)
         raw.policies[#raw.policies + 1] = { name = name, fn = f, where = where }
       end
-      if fn ~= nil then return define(fn) end
-      return define   -- policy "name" (function(ev) ... end)
+      if fn ~= nil then return define_policy(fn) end
+      return define_policy   -- policy "name" (function(ev) ... end)
     end,
   }
 end
