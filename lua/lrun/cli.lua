@@ -3,10 +3,11 @@
 --
 --   lrun [OPTIONS] [FILE] [TARGET...]
 --   local o, err = cli.parse(argv)     -- options, or a usage error
---   os.exit(cli.main(argv), cli.needs_close())  -- 0 all jobs succeeded; 1 a job failed, was
+--   local code = cli.main(argv)        -- 0 all jobs succeeded; 1 a job failed, was
 --                                      -- skipped or gave up; 2 usage or job-file
 --                                      -- error (nothing started); 128+N when lrun
 --                                      -- was stopped by signal N; 70 internal error
+--   os.exit(code, cli.needs_close())   -- close the state only when a finalizer matters
 local M = {}
 
 M.VERSION = "0.1.0"
