@@ -35,8 +35,9 @@ HDR  = $(wildcard src/*.h)
 OUT ?= build
 OBJ  = $(SRC:src/%.c=$(OUT)/obj/%.o)
 LIB  = $(OUT)/lprocess/core.so
-# lrun's own C module (its output hot loop): apart from the library, which knows no jobs
-LRUN_LIB = $(OUT)/lrun/text.so
+# lrun's own C modules (its output hot loop; the process groups it shares with its
+# watchdog): apart from the library, which knows no jobs
+LRUN_LIB = $(OUT)/lrun/text.so $(OUT)/lrun/groups.so
 # the lrun program: Lua embedded without lua.c's SIGINT handler (csrc/lrun_main.c)
 LRUN_BIN = $(OUT)/bin/lrun
 LUA_LIBS ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
@@ -58,7 +59,8 @@ $(OUT)/obj/lrun_%.o: csrc/lrun_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(LRUN_LIB): $(OUT)/obj/lrun_text.o
+.SECONDARY: $(LRUN_LIB:$(OUT)/lrun/%.so=$(OUT)/obj/lrun_%.o)
+$(OUT)/lrun/%.so: $(OUT)/obj/lrun_%.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $(LINK_FLAGS) -o $@ $^
 
@@ -123,7 +125,7 @@ lint: bootstrap
 install: $(LIB) $(LRUN_LIB) $(LRUN_BIN) $(LRUN_BIN)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/lprocess $(DESTDIR)$(LUA_LIBDIR)/lrun $(DESTDIR)$(BINDIR)
 	install -m 755 $(LIB) $(DESTDIR)$(LUA_LIBDIR)/lprocess/core.so
-	install -m 755 $(LRUN_LIB) $(DESTDIR)$(LUA_LIBDIR)/lrun/text.so
+	install -m 755 $(LRUN_LIB) $(DESTDIR)$(LUA_LIBDIR)/lrun/
 	cd lua && for f in $$(find lprocess lrun -name '*.lua'); do \
 	  install -D -m 644 $$f $(DESTDIR)$(LUA_DIR)/$$f || exit 1; done
 	install -m 755 $(LRUN_BIN) $(DESTDIR)$(BINDIR)/lrun

@@ -30,6 +30,7 @@ build = {
       defines = { "_GNU_SOURCE" },
     },
     ["lrun.text"] = { sources = { "csrc/lrun_text.c" }, defines = { "_GNU_SOURCE" } },
+    ["lrun.groups"] = { sources = { "csrc/lrun_groups.c" }, defines = { "_GNU_SOURCE" } },
     ["lprocess"] = "lua/lprocess/init.lua",
     ["lprocess.loop"] = "lua/lprocess/loop.lua",
     ["lprocess.status"] = "lua/lprocess/status.lua",

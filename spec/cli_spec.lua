@@ -349,17 +349,20 @@ describe("lrun", function()
 
     it("leaves nothing running after kill -9 of lrun, even escaped grandchildren", function()
       local t = H.track(finally)
-      local p = lrun_bg(t, { "-j3", FIX .. "cli_escape.lua" }, { T = T })
+      local p = lrun_bg(t, { "-j4", FIX .. "cli_escape.lua" }, { T = T })
       local dfork = read_pid(T .. "/dfork.pid")
       local setsid = read_pid(T .. "/setsid.pid")
-      assert.truthy(dfork and setsid)
+      -- without the run's tag: only its job's process group reaches it
+      local untagged = read_pid(T .. "/untagged.pid")
+      assert.truthy(dfork and setsid and untagged)
       assert.truthy(H.wait_until(function() return exists(T .. "/started") end, 20))
       assert.alive(setsid)
+      assert.alive(untagged)
       p:kill("KILL")
       assert.signaled("KILL", p:wait())
       local gone = H.wait_until(function()
         core.reap()
-        return not H.alive(dfork) and not H.alive(setsid)
+        return not H.alive(dfork) and not H.alive(setsid) and not H.alive(untagged)
       end, 20)
       assert.truthy(gone, "a job's process survived kill -9 of lrun")
       -- nothing at all carries the run's tag any more
@@ -370,6 +373,24 @@ describe("lrun", function()
         return n == 0
       end, 20)
       assert.truthy(left)
+    end)
+
+    it("stops every job and fails when its watchdog dies", function()
+      local t = H.track(finally)
+      local p = lrun_bg(t, { "-j4", FIX .. "cli_escape.lua" }, { T = T })
+      local untagged = read_pid(T .. "/untagged.pid")
+      assert.truthy(H.wait_until(function() return exists(T .. "/started") end, 20))
+      -- the watchdog: lrun's child running lrun's own command line
+      local wd
+      for _, k in ipairs(H.children_of(p.pid)) do
+        if (H.slurp("/proc/" .. k .. "/cmdline") or ""):find("lrun", 1, true) then wd = k end
+      end
+      assert.truthy(wd, "no watchdog among lrun's children")
+      core.kill(wd, "KILL")
+      local st = assert(H.wait_pid(p.pid, 30))
+      assert.exited(1, st)
+      assert.matches("watchdog: killed by SIGKILL; stopping every job", H.slurp(T .. "/err"), 1, true)
+      assert.falsy(H.alive(untagged))
     end)
 
     it("stops and reports what is left of a job's group after its main process ends", function()

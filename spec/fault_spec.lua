@@ -83,8 +83,8 @@ local CASES = {
     "handler cannot be watched: lrun says so instead of never hearing SIGCHLD" },
   { call = "epoll_pipe", nth = 1, why = "a job's output pipe cannot be watched: that " ..
     "job fails before it starts" },
-  { call = "write", nth = 1, why = "the watchdog does not hear of a group: the run " ..
-    "stops and fails rather than leave a group a kill -9 of lrun would not reach" },
+  { call = "mmap_shared", nth = 1, why = "the table of groups lrun shares with its " ..
+    "watchdog cannot be made: no run without it" },
   { call = "stdout", nth = 2, count = 0, errno = "EIO", why = "job output lost on lrun's stdout " ..
     "fails the run, with a message" },
 }

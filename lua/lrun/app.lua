@@ -132,14 +132,21 @@ local function make_scheduler(o, spec, selected, parts)
   local wd = parts.watchdog
   -- A group the watchdog did not hear of would outlive a lrun killed by SIGKILL:
   -- the run stops (and fails) rather than go on without that promise.
+  local function lost_watchdog(err)
+    if s and not s.aborted then s:abort(err .. "; stopping every job") end
+  end
   local function tell_watchdog(pgid, alive)
     local ok, err
     if alive then ok, err = wd:group(pgid) else ok, err = wd:ungroup(pgid) end
     -- on the next turn: this runs inside the executor's start of the unit
-    if not ok then parts.loop:defer(function()
-      if not s.aborted then s:abort(err .. "; stopping every job") end
-    end) end
+    if not ok then parts.loop:defer(function() lost_watchdog(err) end) end
   end
+  -- Most groups go to the watchdog through shared memory, not its pipe: its end is
+  -- heard here, not from a failed write.
+  parts.loop:child(wd.pid, function(st)
+    wd.pid = nil
+    lost_watchdog("watchdog: " .. require("lprocess.status").describe(st))
+  end)
   local ex = executor.new {
     loop = parts.loop, out = parts.out, env = core.environ(), run_id = parts.run_id,
     grace = o.grace or spec.settings.grace or 5,

@@ -2,15 +2,20 @@
 --
 -- Each job's main process gets a parent-death signal, but its descendants do not,
 -- and a grandchild that calls setsid escapes its job's process group. So lrun forks
--- a small watchdog before it starts any job. lrun tells it, through a pipe, each
--- process group it creates ("+pgid") and each that has emptied ("-pgid"). When the
--- pipe reaches EOF without lrun's "bye" -- lrun died -- the watchdog kills the groups
--- it still knows and then every process tagged with this run's LRUN_RUN_ID (every
--- job inherits it in its environment), until none is left. After a clean "bye" it
--- only sweeps the tagged processes, which lrun has normally already stopped.
+-- a small watchdog before it starts any job. lrun keeps each process group it
+-- creates, until it has emptied, in a table shared with the watchdog (lrun.groups:
+-- no syscall, no wake-up of the watchdog a job); past the table's M.SIZE groups it
+-- tells the watchdog through a pipe ("+pgid", "-pgid"). When the pipe reaches EOF
+-- without lrun's "bye" -- lrun died -- the watchdog kills the groups of both and then
+-- every process tagged with this run's LRUN_RUN_ID (every job inherits it in its
+-- environment), until none is left. After a clean "bye" it only sweeps the tagged
+-- processes, which lrun has normally already stopped.
 local core = require "lprocess.core"
+local shared_groups = require "lrun.groups"
 
 local M = {}
+
+M.SIZE = 4096   -- groups in the shared table (16 KiB); tests lower it
 
 -- Pids of processes whose environment carries LRUN_RUN_ID=run_id (not ourselves).
 function M.tagged(run_id)
@@ -46,7 +51,7 @@ function M.sweep(run_id, sig)
   return false
 end
 
-local function serve(rfd, run_id)
+local function serve(rfd, run_id, shared)
   local groups, buf, bye = {}, "", false
   while true do
     local data = core.read(rfd, 4096)
@@ -62,6 +67,7 @@ local function serve(rfd, run_id)
   end
   -- After lrun's "bye" everything is already stopped: nothing to do.
   if bye then return end
+  for _, pgid in ipairs(shared:list()) do groups[pgid] = true end
   for pgid in pairs(groups) do core.killpg(pgid, "KILL") end
   M.sweep(run_id, "KILL")
 end
@@ -70,8 +76,13 @@ end
 -- or nil, message: without it lrun could not keep its promise that nothing it
 -- started outlives it, so it does not start a run.
 function M.start(run_id)
+  local shared, serr, serrno = shared_groups.new(M.SIZE)
+  if not shared then return nil, "watchdog: " .. serr, serrno end
   local r, w, errno = core.pipe()
-  if not r then return nil, "watchdog: " .. w, errno end
+  if not r then
+    shared:close()
+    return nil, "watchdog: " .. w, errno
+  end
   local pid, ferr = core.fork()
   if pid == 0 then
     -- The watchdog must not die of what lrun's process group receives (^C), and
@@ -88,36 +99,58 @@ function M.start(run_id)
       core.dup2(null, 2)
     end
     core.closefrom(3)
-    local ok = pcall(serve, 0, run_id)
+    local ok = pcall(serve, 0, run_id, shared)
     core._exit(ok and 0 or 1)
   end
   core.close(r)
   if not pid then
     core.close(w)
+    shared:close()
     return nil, "watchdog: " .. tostring(ferr)
   end
-  return setmetatable({ fd = w, pid = pid }, { __index = M })
+  return setmetatable({ fd = w, pid = pid, shared = shared }, { __index = M })
+end
+
+-- Whether the watchdog still runs (wait says false). One that died is reaped here,
+-- or was already (ECHILD; lrun's loop clears self.pid then): a write to its pipe
+-- would raise SIGPIPE.
+local function alive(self)
+  if self.pid and core.wait(self.pid, { nohang = true }) ~= false then self.pid = nil end
+  return self.pid ~= nil
 end
 
 -- Tell the watchdog a line -> true | nil, message (it did not hear it).
 local function tell(self, line)
   if not self.fd then return true end
+  if not alive(self) then return nil, "watchdog: it has ended" end
   local n, err = core.write(self.fd, line)
   if n == #line then return true end
   return nil, "watchdog: " .. (err or "short write")
 end
 
-function M:group(pgid) return tell(self, "+" .. pgid .. "\n") end
-function M:ungroup(pgid) return tell(self, "-" .. pgid .. "\n") end
+function M:group(pgid)
+  if self.fd and self.shared:add(pgid) then return true end
+  return tell(self, "+" .. pgid .. "\n")
+end
+
+function M:ungroup(pgid)
+  if self.fd and self.shared:remove(pgid) then return true end
+  return tell(self, "-" .. pgid .. "\n")
+end
 
 -- A clean end: the watchdog exits at once and is reaped here, so it never lingers
 -- as a zombie under whoever reaps for lrun's parent.
 function M:bye()
   if not self.fd then return end
-  core.write(self.fd, "bye\n")
-  core.close(self.fd)
+  if alive(self) then
+    core.write(self.fd, "bye\n")
+    core.close(self.fd)
+    core.wait(self.pid)
+  else
+    core.close(self.fd)
+  end
   self.fd = nil
-  core.wait(self.pid)
+  self.shared:close()
 end
 
 -- Our direct children now (orphans re-parented to lrun, the subreaper, show here).

@@ -6,6 +6,8 @@
  *                | stdout (fwrite, fflush on stdout only: stderr still says why)
  *                | epoll_pipe (epoll_ctl adding a pipe: a job's output, counted apart
  *                from the loop's other descriptors, whose number varies with setup)
+ *                | mmap_shared (mmap of shared anonymous memory: lrun's table of
+ *                groups, not the allocator's private mappings)
  *   FAULT_NTH    the first call to fail, counting from 1 (default 1)
  *   FAULT_COUNT  how many calls fail from there; 0: every one (default 1)
  *   FAULT_ERRNO  a name (EAGAIN, ENOMEM, EIO, ...) or a number (default EIO)
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -130,6 +133,12 @@ int signalfd(int fd, const sigset_t *mask, int flags) {
   if (inject("signalfd")) return -1;
   REAL(int, "signalfd", int, const sigset_t *, int);
   return real(fd, mask, flags);
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  if ((flags & MAP_SHARED) && (flags & MAP_ANONYMOUS) && inject("mmap_shared")) return MAP_FAILED;
+  REAL(void *, "mmap", void *, size_t, int, int, int, off_t);
+  return real(addr, len, prot, flags, fd, off);
 }
 
 ssize_t write(int fd, const void *buf, size_t n) {
