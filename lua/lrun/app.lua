@@ -45,10 +45,12 @@ function M.load(o)
     file, err = jobfile.find(".")
     if not file then return nil, err end
   end
-  -- Loading keeps most of what it makes (the spec) and builds it in one go: a
-  -- collection at 1.5x the live heap instead of 2x is the peak RSS of a big run
-  -- (graph-10k 40 -> 32 MB, a 100 000-job `lrun -n` 205 -> 178 MB) at the same time.
-  collectgarbage("incremental", 150, 100)
+  -- Loading keeps most of what it makes (the spec) and builds it in one go, so the
+  -- incremental collector (the run switches to generational). Its pause sets the
+  -- peak RSS of a big load: at 2x the live heap a 100 000-job `lrun -n` peaks at
+  -- 158 MB, at 1.5x at 186 MB (more cycles, each ending higher); graph-10k's peak is
+  -- its run's, 28 MB, either way.
+  collectgarbage("incremental", 200, 100)
   local spec, err = jobfile.load(file)
   if not spec then return nil, err end
   if o.executor then spec.settings.executor = o.executor end
