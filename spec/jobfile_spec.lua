@@ -892,6 +892,11 @@ job "c" { "true", needs = "nope" }
       local deep = {}
       for _ = 1, 10 do deep = { deep } end
       assert.is_false(sandbox.inert(with(deep), "t"))
+      local cycle = {}
+      cycle[1] = cycle
+      assert.is_false(sandbox.inert(with(cycle), "t"))
+      assert.is_false(sandbox.inert({ { t = io.stdout } }, "t"))             -- the field itself
+      assert.is_true(sandbox.inert({ { name = "x" }, { name = 3 } }, "name"))  -- not tables
       -- a standard function the file replaced (validation calls it): bounded again
       local lib = require "string"   -- as a job file reaches it
       local find = lib.find
