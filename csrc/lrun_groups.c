@@ -31,6 +31,10 @@ __attribute__((visibility("default"))) int luaopen_lrun_groups(lua_State *L);
 #define GROUPS_MT "lrun.groups"
 #define GROUPS_MAX 65536
 
+/* Two processes share the table: its ints must be plain loads and stores (an atomic
+ * emulated with a lock would keep that lock in each process's own memory). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lrun.groups needs lock-free atomic int");
+
 typedef struct {
   atomic_int *slot;   /* shared: 0 free, else a pgid */
   int cap;
@@ -75,8 +79,15 @@ static int l_new(lua_State *L) {
 static int l_add(lua_State *L) {
   Groups *g = check_groups(L);
   int pgid = check_pgid(L, 2);
-  int i = 0;
-  while (i < g->hi && atomic_load_explicit(&g->slot[i], memory_order_relaxed) != 0) i++;
+  int i = g->hi;   /* the first free slot, else hi */
+  for (int j = g->hi - 1; j >= 0; j--) {
+    int v = atomic_load_explicit(&g->slot[j], memory_order_relaxed);
+    if (v == pgid) {   /* there already: one entry, one remove */
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    if (v == 0) i = j;
+  }
   if (i == g->cap) {
     lua_pushboolean(L, 0);
     return 1;

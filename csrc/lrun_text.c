@@ -77,19 +77,23 @@ static int l_caller_line(lua_State *L) {
 
 /* Whether the table at idx and every table in it (keys and values, up to
  * INERT_DEPTH deep) has no metatable and holds no userdata: raw reads only, so no
- * metamethod of the job file runs. Deeper nesting (or a cycle) is not inert. */
+ * metamethod of the job file runs. Deeper nesting (or a cycle) is not inert, and so
+ * is a walk past *budget entries: a table shared at every level (100 copies of a
+ * reference, 6 deep) is 100^6 visits, and this walk runs outside the file's deadline.
+ * Not inert only means validation runs within it. */
 #define INERT_DEPTH 8
-static int inert_table(lua_State *L, int idx, int depth) {
+static int inert_table(lua_State *L, int idx, int depth, long *budget) {
   if (depth > INERT_DEPTH) return 0;
   if (lua_getmetatable(L, idx)) return 0;   /* the caller resets the stack */
   luaL_checkstack(L, 3, "inert");
   lua_pushnil(L);
   while (lua_next(L, idx)) {
+    if (--*budget < 0) return 0;
     int top = lua_gettop(L);
     for (int i = top - 1; i <= top; i++) {
       int t = lua_type(L, i);
       if (t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA) return 0;
-      if (t == LUA_TTABLE && !inert_table(L, i, depth + 1)) return 0;
+      if (t == LUA_TTABLE && !inert_table(L, i, depth + 1, budget)) return 0;
     }
     lua_pop(L, 1);
   }
@@ -97,18 +101,21 @@ static int inert_table(lua_State *L, int idx, int depth) {
 }
 
 /* inert(list, field) -> whether each list[i][field] (i = 1..#list, read raw) is a
- * table inert_table accepts or a value that is neither a table nor userdata. */
+ * table inert_table accepts or a value that is neither a table nor userdata. The
+ * budget: a million entries, and 64 more for each definition (a 100 000-job file
+ * has ~5 a job). */
 static int l_inert(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TSTRING);
   lua_Unsigned n = lua_rawlen(L, 1);
+  long budget = 1000000L + (n < 1000000 ? (long)n * 64 : 64000000L);
   int ok = 1;
   for (lua_Unsigned i = 1; ok && i <= n && i <= (lua_Unsigned)LUA_MAXINTEGER; i++) {
     int base = lua_gettop(L);
     if (lua_rawgeti(L, 1, (lua_Integer)i) == LUA_TTABLE) {
       lua_pushvalue(L, 2);
       int t = lua_rawget(L, -2);
-      if (t == LUA_TTABLE) ok = inert_table(L, lua_gettop(L), 1);
+      if (t == LUA_TTABLE) ok = inert_table(L, lua_gettop(L), 1, &budget);
       else ok = t != LUA_TUSERDATA && t != LUA_TLIGHTUSERDATA;
     }
     lua_settop(L, base);

@@ -548,6 +548,12 @@ describe("lrun.jobfile", function()
         err_lua('job "a" { "true" }\njob "b" { "true", needs = { a = true } }\n'), 1, true)
       assert.matches([[needs "a" more than once]],
         err_lua('job "a" { "true" }\njob "b" { "true", needs = { "a", a = "done" } }\n'), 1, true)
+      -- a need with a bad condition is still named once: naming it again is an error too
+      local _, _, errs = load_lua('job "a" { "true" }\n' ..
+        'job "b" { "true", needs = { { a = "bogus" }, "a" } }\n')
+      assert.equal(2, #errs)
+      assert.matches([[need "a": unknown condition "bogus"]], errs[1], 1, true)
+      assert.matches([[needs "a" more than once]], errs[2], 1, true)
     end)
 
     it("cycles, printed as the path", function()
@@ -895,6 +901,15 @@ job "c" { "true", needs = "nope" }
       local cycle = {}
       cycle[1] = cycle
       assert.is_false(sandbox.inert(with(cycle), "t"))
+      -- one table shared at every level: 100^6 paths to walk -- not inert, at once
+      -- (the walk runs outside the file's deadline: it must end on its own)
+      local shared = {}
+      for _ = 1, 6 do
+        local level = {}
+        for i = 1, 100 do level[i] = shared end
+        shared = level
+      end
+      assert.is_false(sandbox.inert(with(shared), "t"))
       assert.is_false(sandbox.inert({ { t = io.stdout } }, "t"))             -- the field itself
       assert.is_true(sandbox.inert({ { name = "x" }, { name = 3 } }, "name"))  -- not tables
       -- a standard function the file replaced (validation calls it): bounded again

@@ -88,6 +88,27 @@ describe("lrun.watchdog", function()
     assert.is_true(H.alive(g[4]))
   end)
 
+  it("a dead watchdog is an error to tell, never a SIGPIPE", function()
+    local t = H.track(finally)
+    watchdog.SIZE = 1
+    local wd = assert(watchdog.start("spec-" .. H.mypid))
+    t:add(wd.pid)
+    assert.is_true(wd:group(group(t)))   -- the table is full now
+    core.kill(wd.pid, "KILL")
+    -- its pipe closes before wait() can tell: try right away, and until it can (a
+    -- made-up group: the watchdog dies by SIGKILL and kills nothing)
+    local ok, err
+    for _ = 1, 100000 do
+      ok, err = wd:group(999999999)
+      if not ok then break end
+    end
+    assert.is_nil(ok)
+    assert.matches("^watchdog: ", err)
+    local wpid = t.list[1]
+    wd:bye()
+    assert.is_nil(H.stat(wpid), "the watchdog is left as a zombie")
+  end)
+
   it("after bye kills nothing, and is reaped", function()
     local t = H.track(finally)
     local wd = assert(watchdog.start("spec-" .. H.mypid))

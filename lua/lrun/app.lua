@@ -134,8 +134,11 @@ local function make_scheduler(o, spec, selected, parts)
   local wd = parts.watchdog
   -- A group the watchdog did not hear of would outlive a lrun killed by SIGKILL:
   -- the run stops (and fails) rather than go on without that promise.
+  -- (before the scheduler exists -- Slurm's up-front submission turns the loop --
+  -- the loss is kept, and heard once the run starts)
   local function lost_watchdog(err)
-    if s and not s.aborted then s:abort(err .. "; stopping every job") end
+    if not s then wd.lost = wd.lost or err
+    elseif not s.aborted then s:abort(err .. "; stopping every job") end
   end
   local function tell_watchdog(pgid, alive)
     local ok, err
@@ -149,6 +152,8 @@ local function make_scheduler(o, spec, selected, parts)
     wd.pid = nil
     lost_watchdog("watchdog: " .. require("lprocess.status").describe(st))
   end)
+  -- reaped by the watchdog's own check (a pipe write): the loop is not to wait for it
+  wd.on_gone = function(pid) parts.loop:forget(pid) end
   local ex = executor.new {
     loop = parts.loop, out = parts.out, env = core.environ(), run_id = parts.run_id,
     grace = o.grace or spec.settings.grace or 5,
@@ -173,6 +178,7 @@ local function make_scheduler(o, spec, selected, parts)
     jobs = jobs or (slurm and math.maxinteger or cpu_count()), keep_going = o.keep_going,
     grace = o.grace, events = parts.events, joblog = parts.joblog, verbose = o.verbose,
   })
+  if s and wd.lost then parts.loop:defer(function() lost_watchdog(wd.lost) end) end
   return s, err
 end
 

@@ -115,15 +115,28 @@ end
 -- or was already (ECHILD; lrun's loop clears self.pid then): a write to its pipe
 -- would raise SIGPIPE.
 local function alive(self)
-  if self.pid and core.wait(self.pid, { nohang = true }) ~= false then self.pid = nil end
+  if self.pid and core.wait(self.pid, { nohang = true }) ~= false then
+    if self.on_gone then self.on_gone(self.pid) end
+    self.pid = nil
+  end
   return self.pid ~= nil
+end
+
+-- A write to the watchdog's pipe; its end may close before wait() says it has died,
+-- and lrun must not die of SIGPIPE then (EPIPE says it instead).
+local function write(fd, line)
+  local pipe_dfl = core.sigaction("PIPE") == "default"
+  if pipe_dfl then core.sigaction("PIPE", "ignore") end
+  local n, err = core.write(fd, line)
+  if pipe_dfl then core.sigaction("PIPE", "default") end
+  return n, err
 end
 
 -- Tell the watchdog a line -> true | nil, message (it did not hear it).
 local function tell(self, line)
   if not self.fd then return true end
   if not alive(self) then return nil, "watchdog: it has ended" end
-  local n, err = core.write(self.fd, line)
+  local n, err = write(self.fd, line)
   if n == #line then return true end
   return nil, "watchdog: " .. (err or "short write")
 end
@@ -143,7 +156,7 @@ end
 function M:bye()
   if not self.fd then return end
   if alive(self) then
-    core.write(self.fd, "bye\n")
+    write(self.fd, "bye\n")
     core.close(self.fd)
     core.wait(self.pid)
   else

@@ -44,12 +44,12 @@ local RLIMIT_SET = {}
 for _, n in ipairs(RLIMIT_NAMES) do RLIMIT_SET[n] = true end
 table.sort(RLIMIT_NAMES)
 
--- seen: the names met so far; nil while there are few (the list itself is looked
--- through then: most jobs have a need or two, and a set each is garbage).
+-- seen: the names met so far, or nil while they are the names in `needs` (most jobs
+-- have a need or two and no error: a set each would be garbage). -> seen
 local function add_need(c, needs, seen, name, cond)
   if type(name) ~= "string" or name == "" then
     c:fail("needs", "needs entries must be job names, got %s", show(name))
-    return
+    return seen
   end
   local again = seen and seen[name]
   if not seen then
@@ -59,15 +59,22 @@ local function add_need(c, needs, seen, name, cond)
   end
   if again then
     c:fail("needs", "needs %s more than once", show(name))
-    return
+    return seen
   end
   if cond ~= nil and (type(cond) ~= "string" or not IS_COND[cond]) then
     c:fail("needs", "need %s: unknown condition %s%s; use one of %s", show(name), show(cond),
       suggest(cond, M.CONDS), table.concat(M.CONDS, ", "))
-    return
+    -- met all the same: naming it again is one more error
+    if not seen then
+      seen = {}
+      for i = 1, #needs do seen[needs[i].name] = true end
+    end
+    seen[name] = true
+    return seen
   end
   if seen then seen[name] = true end
   needs[#needs + 1] = { name = name, cond = cond }   -- cond nil: default, set later
+  return seen
 end
 
 function M.needs(c, v)
@@ -97,16 +104,16 @@ function M.needs(c, v)
     local k, cond
     if type(e) == "table" then k, cond = next(e) end
     if k ~= nil and next(e, k) == nil then
-      add_need(c, needs, seen, k, cond)
+      seen = add_need(c, needs, seen, k, cond)
     else
-      add_need(c, needs, seen, e)
+      seen = add_need(c, needs, seen, e)
     end
     -- A hole ends the list: a __len of 2^62 must not make 2^62 errors.
     if e == nil then break end
   end
   if not keyed then return needs end
   table.sort(keyed)
-  for _, k in ipairs(keyed) do add_need(c, needs, seen, k, v[k]) end
+  for _, k in ipairs(keyed) do seen = add_need(c, needs, seen, k, v[k]) end
   return needs
 end
 
