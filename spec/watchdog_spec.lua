@@ -12,6 +12,7 @@ describe("lrun.groups", function()
     assert.is_true(t:add(101))
     assert.is_true(t:add(102))
     assert.is_true(t:add(103))
+    assert.is_true(t:add(103))   -- there already: still one entry
     assert.is_false(t:add(104))
     assert.is_true(t:remove(102))
     assert.is_false(t:remove(102))
