@@ -118,6 +118,18 @@ describe("lrun.graph", function()
       assert.same({ "a", "b", "c", "d" }, graph.order(spec, graph.select(spec)))
     end)
 
+    it("stays right for jobs appended after an order was found (lrun ctl add)", function()
+      local spec = mk { { "a" }, { "b", needs = { "a" } } }
+      assert.is_nil(graph.cycle(spec))   -- in definition order: remembered
+      assert.same({ "a", "b" }, graph.order(spec))
+      -- appended: a job needing b, and one that a new need of an old job names first
+      local more = mk { { "a" }, { "b", needs = { "a" } }, { "d", needs = { "e" } }, { "e" } }
+      spec.jobs[3], spec.by_name.d = more.jobs[3], more.jobs[3]
+      spec.jobs[4], spec.by_name.e = more.jobs[4], more.jobs[4]
+      assert.same({ "a", "b", "e", "d" }, graph.order(spec))
+      assert.same({ "a", "b" }, graph.order(spec, graph.select(spec, { "b" })))
+    end)
+
     it("fails on a cycle", function()
       local order, msg = graph.order(mk { { "a", needs = { "b" } }, { "b", needs = { "a" } }, { "c" } })
       assert.is_nil(order)

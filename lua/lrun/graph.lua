@@ -158,12 +158,25 @@ local function heap_pop(h)
   return top
 end
 
+-- How many of a spec's jobs, from the first, are known to be in a start order: jobs
+-- are only ever appended (lrun ctl add), so the answer holds for that many. A
+-- selection of them is in order too (an edge inside it goes forward).
+local in_order = setmetatable({}, { __mode = "k" })
+
 -- The definition order when it already is a start order (every need defined before
 -- the job that names it, as in most files): what Kahn's algorithm with ties by
 -- definition order would give, in one pass and without a heap. nil otherwise
 -- (check_only: true instead of the order).
 function order_as_defined(spec, selected, check_only)
-  local seen, order = {}, {}
+  local order = {}
+  if in_order[spec] == #spec.jobs then
+    if check_only then return true end
+    for _, job in ipairs(spec.jobs) do
+      if selected == nil or selected[job.name] == true then order[#order + 1] = job.name end
+    end
+    return order
+  end
+  local seen = {}
   local by_name = spec.by_name
   for _, job in ipairs(spec.jobs) do
     local name = job.name
@@ -178,6 +191,7 @@ function order_as_defined(spec, selected, check_only)
       if not check_only then order[#order + 1] = name end
     end
   end
+  if selected == nil then in_order[spec] = #spec.jobs end
   return check_only or order
 end
 
