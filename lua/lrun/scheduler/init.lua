@@ -77,7 +77,6 @@ function M.new(spec, selected, opts)
   self.hooks = { spawn_opts = nil, exit = function(st, h) self:_exited(h.unit, st, h) end }
   self.order = assert(graph.order(spec, selected))
   self.units, self.by_job = units.build(spec, self.order)
-  self.dependents = graph.dependents(spec)
   self:_index_needs()
   for _, u in ipairs(self.units) do
     if not u.service then self.batch = self.batch + 1 end

@@ -59,6 +59,10 @@ function Scheduler:_enqueue(u)
   q[#q + 1] = u
 end
 
+-- Conditions a unit still waiting to run neither meets nor rules out (whatever its
+-- earlier runs left: ready_at, pid); at the start of a run most needs are on one.
+local UNDECIDED_BY_WAITING = { success = true, done = true, failure = true }
+
 -- Every need of a waiting unit, from scratch (once, at the start of the run).
 function Scheduler:_evaluate(u)
   if u.state ~= "waiting" then return end
@@ -66,7 +70,11 @@ function Scheduler:_evaluate(u)
   local unmet = 0
   u.met = #needs > 62 and {} or 0
   for k, need in ipairs(needs) do
-    local st = units.need_state(self.by_job[need.name], need.cond)
+    local list, cond = self.by_job[need.name], need.cond
+    local st = "wait"
+    if not (UNDECIDED_BY_WAITING[cond] and #list == 1 and list[1].state == "waiting") then
+      st = units.need_state(list, cond)
+    end
     if st == "never" then return self:_skip_never(u, need) end
     -- met starts empty: only a met need sets its bit
     if st == "met" then set_met(u, k, true) else unmet = unmet + 1 end

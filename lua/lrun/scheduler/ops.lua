@@ -161,7 +161,6 @@ function Scheduler:add_jobs(frag)
     spec.jobs[#spec.jobs + 1] = job
     spec.by_name[job.name] = job
   end
-  self.dependents = graph.dependents(spec)
   local list, by_job = units.build(frag, assert(graph.order(frag)))
   local added = {}
   for _, job in ipairs(frag.jobs) do added[#added + 1] = job.name end

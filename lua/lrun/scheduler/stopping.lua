@@ -13,9 +13,12 @@ local Scheduler = {}
 local ENDED, LIVE = units.ENDED, units.LIVE
 
 -- Units still running that nothing live needs: these may stop now (reverse order).
+-- The needs index ({ dependent job, need index, ... } per needed job) names them.
 function Scheduler:_stoppable(u)
-  for _, name in ipairs(self.dependents[u.job.name] or {}) do
-    for _, v in ipairs(self.by_job[name] or {}) do
+  local edges = self.edges[u.job.name]
+  if not edges then return true end
+  for i = 1, #edges, 2 do
+    for _, v in ipairs(self.by_job[edges[i].name] or {}) do
       if LIVE[v.state] then return false end
     end
   end
