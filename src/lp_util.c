@@ -11,12 +11,26 @@
 
 #include "lprocess.h"
 
+/* The text of an errno. glibc's strerror looks the text up in the message catalogs
+ * of the locale (dcgettext: a lock and a domain search, ~8 000 instructions); some
+ * failures are the usual answer (kill(-pgid, 0) of an emptied group: ESRCH once per
+ * job in lrun), so the catalog-free description comes first where glibc has it.
+ * Its wording is the C locale's, which is what strerror gives a program that never
+ * called setlocale. */
+const char *lp_strerror(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *s = strerrordesc_np(err);
+  if (s) return s;
+#endif
+  return strerror(err);
+}
+
 int lp_fail(lua_State *L, int err, const char *ctx) {
   lua_pushnil(L);
   if (ctx)
-    lua_pushfstring(L, "%s: %s", ctx, strerror(err));
+    lua_pushfstring(L, "%s: %s", ctx, lp_strerror(err));
   else
-    lua_pushstring(L, strerror(err));
+    lua_pushstring(L, lp_strerror(err));
   lua_pushinteger(L, err);
   return 3;
 }
@@ -27,7 +41,7 @@ int lp_failf(lua_State *L, int err, const char *fmt, ...) {
   lua_pushnil(L);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
-  lua_pushfstring(L, "%s: %s", lua_tostring(L, -1), strerror(err));
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, -1), lp_strerror(err));
   lua_remove(L, -2);
   lua_pushinteger(L, err);
   return 3;
@@ -392,7 +406,7 @@ static const struct { const char *name; int num; } errtab[] = {
 #undef E
 
 static int l_strerror(lua_State *L) {
-  lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
+  lua_pushstring(L, lp_strerror((int)luaL_checkinteger(L, 1)));
   return 1;
 }
 
