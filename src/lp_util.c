@@ -12,9 +12,10 @@
 #include "lprocess.h"
 
 /* The text of an errno. glibc's strerror looks the text up in the message catalogs
- * of the locale (dcgettext: a lock and a domain search, ~8 000 instructions); some
- * failures are the usual answer (kill(-pgid, 0) of an emptied group: ESRCH once per
- * job in lrun), so the catalog-free description comes first where glibc has it.
+ * of the locale (dcgettext: a lock and a domain search, ~1 600 instructions); some
+ * failures are the usual answer (kill(-pgid, 0) of a group that has emptied: ESRCH,
+ * asked once per child by a supervisor), so the catalog-free description comes first
+ * where glibc has it.
  * Its wording is the C locale's, which is what strerror gives a program that never
  * called setlocale. */
 const char *lp_strerror(int err) {

@@ -38,9 +38,9 @@ void lp_open_proc(lua_State *L);
 void lp_open_net(lua_State *L);
 void lp_open_daemon(lua_State *L);
 
-/* Failure convention: pushes nil, "ctx: strerror(err)", err and returns 3. */
 /* strerror's text without the locale's message catalogs (see lp_util.c). */
 const char *lp_strerror(int err);
+/* Failure convention: pushes nil, "ctx: strerror(err)", err and returns 3. */
 int lp_fail(lua_State *L, int err, const char *ctx);
 int lp_failf(lua_State *L, int err, const char *fmt, ...);
 /* Pushes true and returns 1 when ok, else lp_fail with errno. */

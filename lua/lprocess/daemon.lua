@@ -76,15 +76,13 @@ Daemon.__index = Daemon
 -- Write all of s to the launcher's pipe. A launcher killed meanwhile must not take
 -- the daemon with it through SIGPIPE.
 local function tell(fd, s)
-  local prev = core.sigaction("PIPE")
-  if prev == "default" then core.sigaction("PIPE", "ignore") end
+  local write = require("lprocess").write
   local i = 1
   while i <= #s do
-    local n = core.write(fd, s, i)
+    local n = write(fd, s, i)
     if not n then break end
     i = i + n
   end
-  if prev == "default" then core.sigaction("PIPE", "default") end
 end
 
 -- stdout/stderr onto the logs (or /dev/null); stdin too when `stdin` is set.

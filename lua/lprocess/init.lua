@@ -412,6 +412,17 @@ function M.run(opts)
   return require("lprocess.run")(opts)
 end
 
+--- write(fd, s [, i]) -> core.write's results, with SIGPIPE ignored for the call
+-- when nobody handles it: a reader that has gone (a child that stopped reading its
+-- input, a launcher or watchdog that died) is EPIPE, never the death of the writer.
+function M.write(fd, s, i)
+  local dfl = core.sigaction("PIPE") == "default"
+  if dfl then core.sigaction("PIPE", "ignore") end
+  local n, err, errno = core.write(fd, s, i)
+  if dfl then core.sigaction("PIPE", "default") end
+  return n, err, errno
+end
+
 --- ensure_stdio() -> the fds among 0, 1, 2 that were closed and now read and write
 -- /dev/null. A program started with any of them closed (some supervisors and cron
 -- setups do that) would otherwise get its first own descriptor there -- an epoll fd

@@ -78,12 +78,8 @@ function Pump:drain(fd)
 end
 
 function Pump:write()
-  -- A child that exits without reading its input must not kill us with SIGPIPE:
-  -- ignore it for this write (EPIPE then ends the input) if nobody handles it.
-  local pipe_dfl = core.sigaction("PIPE") == "default"
-  if pipe_dfl then core.sigaction("PIPE", "ignore") end
-  local n = core.write(self.infd, self.input, self.inpos)
-  if pipe_dfl then core.sigaction("PIPE", "default") end
+  -- A child that exits without reading its input ends it by EPIPE, not SIGPIPE.
+  local n = lprocess.write(self.infd, self.input, self.inpos)
   if n == nil or (n and self.inpos + n > #self.input) then
     self:close_input()
   elseif n then

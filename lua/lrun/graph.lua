@@ -265,19 +265,17 @@ end
 
 -- quoted: word -> shell_word(word), shared by the lines of one plan (a generated
 -- file repeats its programs and flags in every job).
-local function argv_text(argv, quoted)
-  local n = #argv
-  local w = argv[1]
+local function quote(w, quoted)
   local q = quoted[w]
   if not q then q = shell_word(w); quoted[w] = q end
-  if n == 1 then return q end
-  local words = { q }
-  for i = 2, n do
-    w = argv[i]
-    q = quoted[w]
-    if not q then q = shell_word(w); quoted[w] = q end
-    words[i] = q
-  end
+  return q
+end
+
+local function argv_text(argv, quoted)
+  local n = #argv
+  if n == 1 then return quote(argv[1], quoted) end
+  local words = {}
+  for i = 1, n do words[i] = quote(argv[i], quoted) end
   return table.concat(words, " ")
 end
 
@@ -308,7 +306,7 @@ local function needs_note(by_name, jn, n, buf)
   for k = 1, n do
     local need = jn[k]
     local target, name, cond = by_name[need.name], need.name, need.cond
-    if target and cond ~= (target.kind == "service" and "ready" or "success") then
+    if target and cond ~= M.default_cond(target) then
       buf[k] = name .. ":" .. cond
     else
       buf[k] = name

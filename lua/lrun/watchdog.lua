@@ -11,6 +11,7 @@
 -- environment), until none is left. After a clean "bye" it only sweeps the tagged
 -- processes, which lrun has normally already stopped.
 local core = require "lprocess.core"
+local write = require("lprocess").write
 local shared_groups = require "lrun.groups"
 
 local M = {}
@@ -122,17 +123,8 @@ local function alive(self)
   return self.pid ~= nil
 end
 
--- A write to the watchdog's pipe; its end may close before wait() says it has died,
--- and lrun must not die of SIGPIPE then (EPIPE says it instead).
-local function write(fd, line)
-  local pipe_dfl = core.sigaction("PIPE") == "default"
-  if pipe_dfl then core.sigaction("PIPE", "ignore") end
-  local n, err = core.write(fd, line)
-  if pipe_dfl then core.sigaction("PIPE", "default") end
-  return n, err
-end
-
--- Tell the watchdog a line -> true | nil, message (it did not hear it).
+-- Tell the watchdog a line -> true | nil, message (it did not hear it). Its pipe may
+-- close before wait() says it has died: EPIPE then, not SIGPIPE (lprocess.write).
 local function tell(self, line)
   if not self.fd then return true end
   if not alive(self) then return nil, "watchdog: it has ended" end
